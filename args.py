@@ -1,0 +1,139 @@
+"""Every command-line option of main_SPQ.py, with its default and the paper's value.
+
+The authors' options keep their spelling, default and meaning, so their documented
+command runs unchanged:
+    python main_SPQ.py --gpu_id=0 --batch_size=256 --N_books=8 --N_words=16 --eval_epoch=100
+"""
+import argparse
+from typing import List, Optional, Set
+
+
+def str2bool(value: str) -> bool:
+    """Parse a boolean as people write it: true/false, yes/no, on/off, 1/0 (any case)."""
+    v = str(value).strip().lower()
+    if v in ("true", "t", "yes", "y", "on", "1"):
+        return True
+    if v in ("false", "f", "no", "n", "off", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean (true/false, 1/0, yes/no), got {value!r}")
+
+
+def _bool_option(parser, name, default, help):
+    # `--flag` alone means True; `--flag false`, `--flag=0` and the like mean False
+    parser.add_argument(name, type=str2bool, nargs="?", const=True, default=default,
+                        metavar="BOOL", help=help)
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        "main_SPQ.py", allow_abbrev=False,
+        description="Train SPQ (Self-supervised Product Quantization, Jang & Cho, ICCV 2021) "
+                    "on CIFAR-10 without labels and evaluate retrieval mAP with asymmetric "
+                    "distances. Defaults reproduce the paper's CIFAR-10 32-bit setting.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+    g = p.add_argument_group("hardware")
+    g.add_argument("--gpu_id", default="0", type=str,
+                   help="index of the CUDA device to use (as in the authors' script)")
+    g.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"],
+                   help="where to run: auto takes CUDA when available, else the CPU with a warning")
+    g.add_argument("--num_workers", default=12, type=int,
+                   help="data-loader worker processes in the authors' script; here CIFAR-10 is "
+                        "held in memory as one uint8 tensor and augmented batch-wise on the "
+                        "device, so no loader workers run: accepted so their command works")
+
+    g = p.add_argument_group("data")
+    _bool_option(g, "--if_download", False,
+                 "download CIFAR-10 into --data_dir if missing (checksum verified); "
+                 "accepts true/false, 1/0, or the bare flag for true")
+    g.add_argument("--data_dir", default="./data", type=str,
+                   help="folder holding cifar-10-batches-py/ (the official python batches)")
+    g.add_argument("--input_size", default=32, type=int,
+                   help="side in pixels of the images the network sees (views are cropped to "
+                        "it, evaluation images resized to it); paper: 32 for CIFAR-10")
+    g.add_argument("--num_cls", default=10, type=int,
+                   help="number of classes in the labels (used only for evaluation); 10 for CIFAR-10")
+
+    g = p.add_argument_group("model and method")
+    g.add_argument("--N_books", default=8, type=int,
+                   help="M, the number of codebooks (sub-spaces); paper: 8 for 32 bits")
+    g.add_argument("--N_words", default=16, type=int,
+                   help="K, codewords per codebook, a power of two; bits = N_books x log2(N_words); "
+                        "paper: 16")
+    g.add_argument("--L_word", default=16, type=int,
+                   help="L, length of each codeword (descriptor width = N_books x L_word); paper: 16")
+    g.add_argument("--soft_quantization_scale", default=5.0, type=float,
+                   help="t_q, scale of the squared distances in the soft-quantization softmax; "
+                        "the paper prints 0.2 because it divides by it: 1/0.2 = 5.0")
+    g.add_argument("--contrastive_temperature", default=0.5, type=float,
+                   help="t_cqc, temperature of the cross quantized contrastive loss; paper: 0.5")
+
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--batch_size", default=256, type=int,
+                   help="images per step (each gives two views); at least 2; paper: 256")
+    g.add_argument("--epochs", default=2000, type=int,
+                   help="training epochs (passes over the training set); paper: 2000")
+    g.add_argument("--lr", default=3e-4, type=float, help="Adam learning rate; paper: 3e-4")
+    g.add_argument("--weight_decay", default=1e-5, type=float,
+                   help="Adam weight decay (L2 added to the gradient); paper: 1e-5")
+    g.add_argument("--lr_schedule", default="authors", choices=["authors", "cosine", "constant"],
+                   help="authors: constant for 10 epochs, then PyTorch CosineAnnealingLR with "
+                        "T_max = steps per epoch, stepped once per epoch (periodic: LR reaches 0 "
+                        "at epoch 205 at batch 256, then rises again), as in the authors' code; "
+                        "cosine: one decay to 0 over --epochs; constant: --lr throughout")
+    g.add_argument("--seed", default=0, type=int,
+                   help="seed for weights, shuffling and augmentation (the paper gives none); "
+                        "CPU runs repeat exactly, CUDA runs up to cuDNN's nondeterminism")
+
+    g = p.add_argument_group("evaluation, output and resuming")
+    g.add_argument("--eval_epoch", default=100, type=int,
+                   help="evaluate mAP every this many epochs, and after the last one")
+    g.add_argument("--Top_N", default=1000, type=int,
+                   help="mAP@Top_N: how many retrieved items each query's AP looks at; 0 means "
+                        "the whole gallery; paper: 1000 on CIFAR-10")
+    g.add_argument("--output_dir", default=".", type=str,
+                   help="folder for log.jsonl, last.pth (every epoch) and best.pth (best mAP)")
+    g.add_argument("--resume", default=None, type=str, metavar="PATH",
+                   help="continue the run saved in this checkpoint (e.g. OUTPUT_DIR/last.pth); "
+                        "options not given on the command line are taken from it")
+    _bool_option(g, "--eval_only", False,
+                 "with --resume: evaluate the checkpoint's model, print its mAP and exit")
+    return p
+
+
+def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Reject values that cannot work, before any work starts (exits with status 2)."""
+    positive = ["N_books", "N_words", "L_word", "input_size", "epochs", "eval_epoch", "num_cls",
+                "lr", "soft_quantization_scale", "contrastive_temperature"]
+    for name in positive:
+        if getattr(args, name) <= 0:
+            p.error(f"--{name} must be positive, got {getattr(args, name)}")
+    for name in ["Top_N", "weight_decay", "num_workers"]:
+        if getattr(args, name) < 0:
+            p.error(f"--{name} must be zero or positive, got {getattr(args, name)}")
+    k = args.N_words
+    if k < 2 or k & (k - 1):
+        p.error(f"--N_words must be a power of two of at least 2 (bits = N_books x log2(N_words)), "
+                f"got {k}; try {max(2, 1 << (k.bit_length() - 1))} or {1 << k.bit_length()}")
+    if args.batch_size < 2:
+        p.error(f"--batch_size must be at least 2 (the contrastive loss needs negatives), "
+                f"got {args.batch_size}")
+    if not args.gpu_id.strip().isdigit():
+        p.error(f"--gpu_id must be a CUDA device index such as 0, got {args.gpu_id!r}")
+    if args.eval_only and not args.resume:
+        p.error("--eval_only needs --resume PATH, the checkpoint to evaluate")
+
+
+def explicit_options(argv: Optional[List[str]]) -> Set[str]:
+    """Names of the options actually written on the command line (not defaulted)."""
+    p = get_args_parser()
+    for action in p._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(p.parse_known_args(argv)[0]))
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    p = get_args_parser()
+    args = p.parse_args(argv)
+    _check(p, args)
+    return args

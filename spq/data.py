@@ -1,0 +1,79 @@
+"""CIFAR-10 from the official python batches, held in memory as uint8 tensors."""
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .errors import SPQError
+
+FOLDER = "cifar-10-batches-py"
+TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
+TEST_FILE = "test_batch"
+ARCHIVE_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
+
+
+@dataclass
+class ImageSet:
+    """Training images (the gallery) and test images (the queries), uint8 (N, 3, H, W)."""
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+
+
+def _read_batch(path: Path):
+    """One batch file -> (uint8 (n, 3, 32, 32), int64 (n,))."""
+    try:
+        with open(path, "rb") as f:
+            entry = pickle.load(f, encoding="latin1")
+        data = entry.get("data", entry.get(b"data"))
+        labels = entry.get("labels", entry.get(b"labels"))
+        data = torch.as_tensor(data)
+        labels = torch.as_tensor(labels, dtype=torch.int64)
+    except Exception as e:  # any unreadable or foreign file is the same problem to the user
+        raise SPQError(f"{path} is not a CIFAR-10 python batch ({type(e).__name__}: {e})") from None
+    if data.dtype != torch.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        raise SPQError(f"{path}: 'data' must be uint8 of shape (n, 3072), got "
+                       f"{tuple(data.shape)} {data.dtype}")
+    if labels.shape != (data.shape[0],):
+        raise SPQError(f"{path}: {data.shape[0]} images but {labels.numel()} labels")
+    return data.view(-1, 3, 32, 32), labels
+
+
+def download_cifar10(data_dir: str) -> None:
+    """Fetch the official archive into `data_dir` and unpack it, verifying its md5."""
+    from torchvision.datasets.utils import download_and_extract_archive
+    try:
+        download_and_extract_archive(ARCHIVE_URL, data_dir, md5=ARCHIVE_MD5)
+    except Exception as e:
+        raise SPQError(f"could not download CIFAR-10 from {ARCHIVE_URL} into {data_dir} "
+                       f"({type(e).__name__}: {e}); fetch the archive by hand and unpack it there") from None
+
+
+def load_cifar10(data_dir: str, num_classes: int = 10, download: bool = False) -> ImageSet:
+    """Load `<data_dir>/cifar-10-batches-py`; with `download`, fetch it first if missing.
+
+    Any correctly formatted batches folder loads (checksums are verified only at
+    download). Raises SPQError naming the path when files are missing or malformed
+    or a label is outside 0..num_classes-1.
+    """
+    folder = Path(data_dir) / FOLDER
+    names = TRAIN_FILES + [TEST_FILE]
+    if download and not all((folder / n).is_file() for n in names):
+        download_cifar10(data_dir)
+    missing = [n for n in names if not (folder / n).is_file()]
+    if missing:
+        raise SPQError(f"CIFAR-10 not found: {folder} lacks {', '.join(missing)}. "
+                       f"Pass --if_download to fetch it, or --data_dir pointing at the folder "
+                       f"that contains {FOLDER}/")
+    train = [_read_batch(folder / n) for n in TRAIN_FILES]
+    test_images, test_labels = _read_batch(folder / TEST_FILE)
+    train_images = torch.cat([d for d, _ in train])
+    train_labels = torch.cat([l for _, l in train])
+    for name, labels in [("training", train_labels), ("test", test_labels)]:
+        if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
+            raise SPQError(f"{folder}: {name} labels span {labels.min()}..{labels.max()}, "
+                           f"outside 0..{num_classes - 1} (--num_cls {num_classes})")
+    return ImageSet(train_images, train_labels, test_images, test_labels)

@@ -1,0 +1,29 @@
+"""Learning-rate schedules, stepped once at the end of each epoch."""
+import torch
+
+# The authors keep the LR constant for this many epochs before stepping their scheduler.
+AUTHORS_WARM_EPOCHS = 10
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, kind: str, steps_per_epoch: int,
+                   epochs: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """authors: CosineAnnealingLR(T_max = steps per epoch, eta_min 0), periodic over epochs;
+    cosine: one decay to 0 over `epochs`; constant: the base LR throughout."""
+    sched = torch.optim.lr_scheduler
+    if kind == "authors":
+        return sched.CosineAnnealingLR(optimizer, T_max=steps_per_epoch, eta_min=0)
+    if kind == "cosine":
+        return sched.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=0)
+    if kind == "constant":
+        return sched.ConstantLR(optimizer, factor=1.0, total_iters=0)
+    raise ValueError(f"unknown LR schedule {kind!r}")
+
+
+def end_of_epoch(scheduler, kind: str, epoch: int) -> None:
+    """Advance the schedule after 1-based `epoch` has finished.
+
+    The authors' schedule starts stepping after epoch 10, so epochs 1..10 run at the
+    base LR and epoch 10 + s at the cosine's step s.
+    """
+    if kind != "authors" or epoch >= AUTHORS_WARM_EPOCHS:
+        scheduler.step()
