@@ -7,6 +7,7 @@ run draws from).
 """
 import os
 import random
+import warnings
 from pathlib import Path
 from typing import Dict, Iterable
 
@@ -65,7 +66,9 @@ def load_checkpoint(path) -> Dict:
     if not path.is_file():
         raise SPQError(f"checkpoint {path} does not exist")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a foreign file's pickle-protocol warning is noise here
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise SPQError(f"cannot read checkpoint {path}: it is truncated, corrupt or not a "
                        f"PyTorch file ({type(e).__name__})") from None

@@ -1,0 +1,142 @@
+"""ADC distances, top-k ranking with ties, and mAP against plain loop versions."""
+import math
+
+import pytest
+import torch
+
+import spq.retrieval as R
+from spq.quantization import encode
+
+
+def adc_loops(queries, codes, books):
+    m_books, _, length = books.shape
+    out = torch.zeros(queries.shape[0], codes.shape[0], dtype=torch.float64)
+    for q in range(queries.shape[0]):
+        for g in range(codes.shape[0]):
+            total = 0.0
+            for m in range(m_books):
+                sub = queries[q, m * length:(m + 1) * length].double()
+                word = books[m, int(codes[g, m])].double()
+                total += math.sqrt(float(((sub - word) ** 2).sum()))
+            out[q, g] = total
+    return out
+
+
+def map_loops(queries, qlabels, codes, glabels, books, top_k):
+    dist = adc_loops(queries, codes, books).float()   # float32, as the program ranks
+    aps = []
+    for q in range(queries.shape[0]):
+        order = sorted(range(codes.shape[0]), key=lambda g: (float(dist[q, g]), g))
+        if top_k is not None:
+            order = order[:top_k]
+        hits, precisions = 0, []
+        for rank, g in enumerate(order, start=1):
+            if qlabels.ndim == 1:
+                relevant = int(glabels[g]) == int(qlabels[q])
+            else:
+                relevant = bool((glabels[g].bool() & qlabels[q].bool()).any())
+            if relevant:
+                hits += 1
+                precisions.append(hits / rank)
+        aps.append(sum(precisions) / len(precisions) if precisions else 0.0)
+    return sum(aps) / len(aps)
+
+
+def random_case(seed, q=12, g=90, m_books=4, k_words=8, length=4, classes=5, multi_hot=False):
+    gen = torch.Generator().manual_seed(seed)
+    books = torch.randn(m_books, k_words, length, generator=gen)
+    queries = torch.randn(q, m_books * length, generator=gen)
+    codes = torch.randint(0, k_words, (g, m_books), generator=gen).to(torch.uint8)
+    if multi_hot:
+        qlabels = (torch.rand(q, classes, generator=gen) < 0.3).long()
+        glabels = (torch.rand(g, classes, generator=gen) < 0.3).long()
+    else:
+        qlabels = torch.randint(0, classes, (q,), generator=gen)
+        glabels = torch.randint(0, classes, (g,), generator=gen)
+    return queries, qlabels, codes, glabels, books
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_adc_distances_match_loops(seed):
+    queries, _, codes, _, books = random_case(seed)
+    torch.testing.assert_close(R.adc_distances(queries, codes, books).double(),
+                               adc_loops(queries, codes, books), atol=1e-5, rtol=1e-5)
+
+
+def test_adc_distance_to_own_codeword_is_exactly_zero():
+    gen = torch.Generator().manual_seed(5)
+    books = torch.randn(3, 4, 5, generator=gen) * 10
+    codes = torch.tensor([[1, 3, 0]], dtype=torch.uint8)
+    query = torch.cat([books[m, int(codes[0, m])] for m in range(3)]).unsqueeze(0)
+    assert R.adc_distances(query, codes, books).item() == 0.0
+
+
+@pytest.mark.parametrize("top_k", [1, 5, 40, None])
+@pytest.mark.parametrize("multi_hot", [False, True])
+@pytest.mark.parametrize("seed", [0, 7])
+def test_map_matches_loops_random(top_k, multi_hot, seed):
+    case = random_case(seed, multi_hot=multi_hot)
+    assert R.mean_average_precision(*case, top_k=top_k) == pytest.approx(
+        map_loops(*case, top_k), abs=1e-5)
+
+
+@pytest.mark.parametrize("top_k", [1, 3, 10, 100, None])
+def test_map_matches_loops_heavy_ties(top_k):
+    # K=2 and one book: only two distinct distances per query, ties everywhere
+    case = random_case(3, q=15, g=60, m_books=1, k_words=2, length=3, classes=3)
+    assert R.mean_average_precision(*case, top_k=top_k) == pytest.approx(
+        map_loops(*case, top_k), abs=1e-5)
+
+
+def test_map_hand_computed_example():
+    books = torch.tensor([[[0.0], [1.0]]])                       # M=1, K=2, L=1
+    codes = torch.tensor([[0], [1], [0], [1]], dtype=torch.uint8)
+    glabels = torch.tensor([0, 0, 1, 1])
+    queries = torch.tensor([[0.2], [0.9]])
+    qlabels = torch.tensor([0, 1])
+    # query 0 ranks items 0, 2 (tie, index order), 1, 3 -> relevant [1, 0, 1, 0]: AP = (1 + 2/3) / 2
+    # query 1 ranks items 1, 3, 0, 2 -> relevant [0, 1, 0, 1]: AP = (1/2 + 2/4) / 2
+    aps = R.average_precisions(queries, qlabels, codes, glabels, books, top_k=None)
+    torch.testing.assert_close(aps, torch.tensor([5 / 6, 0.5]))
+    assert R.mean_average_precision(queries, qlabels, codes, glabels, books, None) == pytest.approx(2 / 3)
+    # top 2: query 0 keeps [1, 0] -> 1.0, query 1 keeps [0, 1] -> 0.5
+    assert R.mean_average_precision(queries, qlabels, codes, glabels, books, 2) == pytest.approx(0.75)
+
+
+def test_query_without_relevant_items_scores_zero():
+    books = torch.tensor([[[0.0], [1.0]]])
+    codes = torch.tensor([[0], [1]], dtype=torch.uint8)
+    aps = R.average_precisions(torch.tensor([[0.0]]), torch.tensor([2]), codes,
+                               torch.tensor([0, 1]), books, top_k=None)
+    assert aps.tolist() == [0.0]
+
+
+@pytest.mark.parametrize("k", [1, 2, 7, 20, 25])
+def test_ranked_top_k_equals_stable_sort(k):
+    gen = torch.Generator().manual_seed(k)
+    dist = torch.randint(0, 4, (9, 20), generator=gen).float()   # many exact ties
+    expected = torch.sort(dist, dim=1, stable=True).indices[:, :k]
+    assert torch.equal(R.ranked_top_k(dist, k), expected)
+
+
+def test_map_over_query_chunks(monkeypatch):
+    case = random_case(11, q=23, g=50)
+    whole = R.mean_average_precision(*case, top_k=10)
+    monkeypatch.setattr(R, "MAX_DISTANCES_PER_CHUNK", 50 * 4)    # 4 queries per chunk
+    assert R.mean_average_precision(*case, top_k=10) == pytest.approx(whole, abs=1e-7)
+
+
+def test_codes_from_encode_rank_their_own_descriptor_first():
+    gen = torch.Generator().manual_seed(2)
+    books = torch.randn(4, 16, 4, generator=gen)
+    x = torch.randn(30, 16, generator=gen)
+    codes = encode(x, books)
+    dist = R.adc_distances(x, codes, books)
+    # an item's own code is at least as close as any other, since each book picks the nearest word
+    assert (dist.diagonal().unsqueeze(1) <= dist + 1e-6).all()
+
+
+def test_label_shape_errors():
+    queries, qlabels, codes, glabels, books = random_case(0)
+    with pytest.raises(ValueError, match="gallery labels"):
+        R.mean_average_precision(queries, qlabels, codes, glabels[:-1], books)
