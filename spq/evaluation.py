@@ -11,7 +11,7 @@ from .retrieval import mean_average_precision
 
 
 @torch.no_grad()
-def describe(model: SPQ, images: torch.Tensor, input_size: int, batch_size: int = 1000) -> torch.Tensor:
+def describe(model: SPQ, images: torch.Tensor, input_size: int, batch_size: int = 256) -> torch.Tensor:
     """Descriptors x of uint8 images (N, 3, H, W), without augmentation -> (N, M*L) float32.
 
     Images not already input_size x input_size are resized bilinearly (antialiased).
@@ -30,7 +30,7 @@ def describe(model: SPQ, images: torch.Tensor, input_size: int, batch_size: int 
 
 def evaluate(model: SPQ, gallery_images: torch.Tensor, gallery_labels: torch.Tensor,
              query_images: torch.Tensor, query_labels: torch.Tensor, input_size: int,
-             top_k: Optional[int] = 1000, batch_size: int = 1000) -> float:
+             top_k: Optional[int] = 1000, batch_size: int = 256) -> float:
     """mAP@top_k of the model: gallery stored as codes, queries as descriptors (ADC).
 
     The model is put in eval mode for the encoding and returned to the mode it was in.
