@@ -93,9 +93,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "the whole gallery; paper: 1000 on CIFAR-10")
     g.add_argument("--output_dir", default=".", type=str,
                    help="folder for log.jsonl, last.pth (every epoch) and best.pth (best mAP)")
-    g.add_argument("--resume", default=None, type=str, metavar="PATH",
-                   help="continue the run saved in this checkpoint (e.g. OUTPUT_DIR/last.pth); "
-                        "options not given on the command line are taken from it")
+    g.add_argument("--resume", default=None, type=str, metavar="PATH|auto",
+                   help="continue the run saved in this checkpoint (e.g. OUTPUT_DIR/last.pth), "
+                        "taking the model and method options from it; 'auto' continues from "
+                        "OUTPUT_DIR/last.pth when it exists and starts a new run otherwise")
     _bool_option(g, "--eval_only", False,
                  "with --resume: evaluate the checkpoint's model, print its mAP and exit")
     return p

@@ -1,16 +1,35 @@
 #!/usr/bin/env python3
 """Train SPQ on CIFAR-10 and evaluate retrieval mAP. Options: python main_SPQ.py --help"""
+import shlex
 import sys
 
 from args import explicit_options, parse_args
 from spq.errors import SPQError
+from spq.interrupt import Interrupted
 from spq.train import run
 
 
+def resume_command(argv, checkpoint: str) -> str:
+    """The command line that continues a stopped run: the same options, --resume CHECKPOINT."""
+    kept, skip = [], False
+    for token in argv:
+        if skip:
+            skip = False
+        elif token == "--resume":
+            skip = True
+        elif not token.startswith("--resume="):
+            kept.append(token)
+    return shlex.join(["python", "main_SPQ.py", *kept, "--resume", checkpoint])
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     try:
         return run(args, explicit_options(argv))
+    except Interrupted as e:
+        print(f"{e}\nresume with: {resume_command(argv, e.checkpoint)}", file=sys.stderr)
+        return e.exit_code
     except SPQError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -18,7 +37,8 @@ def main(argv=None) -> int:
         print(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("aborted; the last complete checkpoint is intact (resume with --resume auto)",
+              file=sys.stderr)
         return 130
 
 

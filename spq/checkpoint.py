@@ -2,27 +2,33 @@
 
 A checkpoint is a dict of tensors and plain Python values (no pickled objects):
 format, version, epoch (last finished, 1-based), best_map, args (vars of the
-run's arguments), model, optimizer, scheduler and rng (every random stream the
-run draws from).
+run's arguments), model, optimizer, scheduler, rng (every random stream the run
+draws from) and mid_epoch: None after a whole epoch, or, when a run was stopped by
+a signal inside an epoch, where that epoch stood (its number, steps done, loss sum,
+seconds, and the shuffling state at its start), so that a resumed run finishes it
+exactly as the uninterrupted run would have.
 """
 import os
 import random
 import warnings
 from pathlib import Path
-from typing import Dict, Iterable
+from typing import Dict, Iterable, List
 
+import numpy as np
 import torch
 
 from .errors import SPQError
 
 FORMAT = "spq-checkpoint"
 VERSION = 1
-REQUIRED = ("epoch", "best_map", "args", "model", "optimizer", "scheduler", "rng")
+REQUIRED = ("epoch", "best_map", "args", "model", "optimizer", "scheduler", "rng", "mid_epoch")
 
 # Options that define the model or the method: a resumed run must keep them.
 METHOD_OPTIONS = ("N_books", "N_words", "L_word", "input_size", "soft_quantization_scale",
                   "contrastive_temperature", "batch_size", "lr", "weight_decay", "lr_schedule",
                   "num_cls")
+# Options whose command-line value is not compared with the checkpoint's.
+RUN_ONLY_OPTIONS = ("resume", "eval_only")
 
 
 def atomic_save(obj, path) -> None:
@@ -44,9 +50,13 @@ def atomic_save(obj, path) -> None:
 
 
 def rng_state(shuffle: torch.Generator) -> Dict:
-    """Every random stream a run draws from: torch (CPU, CUDA), Python, and the shuffler."""
+    """Every random stream a run may draw from: torch (CPU, which kornia's sampling uses,
+    and CUDA), numpy, Python, and the shuffling generator; as tensors and plain values."""
+    _, keys, pos, has_gauss, gauss = np.random.get_state()
     return {"torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "gauss": float(gauss)},
             "python": random.getstate(),
             "shuffle": shuffle.get_state()}
 
@@ -55,6 +65,9 @@ def set_rng_state(state: Dict, shuffle: torch.Generator) -> None:
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"][:torch.cuda.device_count()])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"],
+                         n["has_gauss"], n["gauss"]))
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     shuffle.set_state(state["shuffle"])
@@ -83,11 +96,13 @@ def load_checkpoint(path) -> Dict:
     return ckpt
 
 
-def merge_args(args, saved: Dict, explicit: Iterable[str], path) -> None:
-    """Adopt the checkpoint's values for method options not given on the command line.
+def merge_args(args, saved: Dict, explicit: Iterable[str], path) -> List[str]:
+    """Reconcile the command line with the checkpoint's arguments.
 
-    An option of METHOD_OPTIONS given with a different value than the checkpoint's is
-    refused (SPQError naming it); other options keep their command-line values.
+    Options of METHOD_OPTIONS take the checkpoint's values; giving one with another
+    value is refused (SPQError naming it). Other options (epochs, eval_epoch,
+    output_dir, num_workers, data_dir, ...) keep their command-line values; the
+    returned lines say which of them differ from the checkpoint's.
     """
     explicit = set(explicit)
     for name in METHOD_OPTIONS:
@@ -98,6 +113,10 @@ def merge_args(args, saved: Dict, explicit: Iterable[str], path) -> None:
                            f"{saved[name]} ({path}); a resumed run keeps the model and method: "
                            f"drop --{name} or start a new run")
         setattr(args, name, saved[name])
+    return [f"--{name} {value} (the checkpoint's run had {saved[name]})"
+            for name, value in sorted(vars(args).items())
+            if name in saved and name not in METHOD_OPTIONS + RUN_ONLY_OPTIONS
+            and saved[name] != value]
 
 
 def load_state(module_or_optim, state: Dict, what: str, path) -> None:

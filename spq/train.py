@@ -1,13 +1,14 @@
 """The one place that wires data, model, loss, schedule, evaluation and checkpoints into a run."""
 import json
-import math
 import os
 import random
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -17,12 +18,13 @@ from .checkpoint import (FORMAT, VERSION, atomic_save, load_checkpoint, load_sta
 from .data import load_cifar10
 from .errors import SPQError
 from .evaluation import evaluate
+from .interrupt import Interrupted, StopRequest
 from .loss import cqc_loss
 from .model import SPQ
 from .schedule import end_of_epoch, make_scheduler
 
-# Read the running loss back from the device for the progress bar every this many steps
-# (each read waits for the device; doing it every step would stall a GPU).
+# Read the running loss back from the device every this many steps, for the progress bar
+# and the non-finite check (each read waits for the device; every step would stall a GPU).
 PROGRESS_EVERY = 10
 
 
@@ -45,6 +47,7 @@ def resolve_device(choice: str, gpu_id: str) -> torch.device:
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
+    np.random.seed(seed)
     torch.manual_seed(seed)  # CPU and every CUDA device; kornia draws from these too
 
 
@@ -65,50 +68,102 @@ def training_step(model: SPQ, augment, images: torch.Tensor, optimizer: torch.op
     return loss.detach()
 
 
+@dataclass
+class EpochProgress:
+    """Where an epoch stands; saved in a checkpoint when a signal stops the run mid-epoch."""
+    epoch: int
+    shuffle_state: torch.Tensor     # the shuffling generator's state when the epoch began
+    step: int = 0                   # steps done
+    loss_sum: Optional[torch.Tensor] = None
+    seconds: float = 0.0            # training time spent in this epoch so far
+
+    def to_dict(self):
+        return {"epoch": self.epoch, "shuffle_state": self.shuffle_state, "step": self.step,
+                "loss_sum": self.loss_sum.cpu(), "seconds": self.seconds}
+
+
 def train_one_epoch(model: SPQ, augment, images: torch.Tensor, optimizer, batch_size: int,
-                    temperature: float, shuffle: torch.Generator, epoch: int, epochs: int) -> float:
-    """One pass over `images` (uint8, on the model's device) in shuffled full batches; mean loss."""
+                    temperature: float, shuffle: torch.Generator, progress: EpochProgress,
+                    epochs: int, stop: StopRequest) -> bool:
+    """Run (or finish) one pass over `images` (uint8, on the model's device) in shuffled full
+    batches, from step `progress.step`; updates `progress`. Returns False if a stop was
+    requested before the epoch's end. Raises SPQError at the first non-finite loss."""
+    device = images.device
     steps = images.shape[0] // batch_size                  # the last incomplete batch is dropped
+    shuffle.set_state(progress.shuffle_state)
     order = torch.randperm(images.shape[0], generator=shuffle)[:steps * batch_size]
-    order = order.view(steps, batch_size).to(images.device)
-    total = torch.zeros((), device=images.device)
-    with tqdm(total=steps, desc=f"epoch {epoch}/{epochs}", leave=False, disable=None,
-              dynamic_ncols=True) as bar:
-        for i in range(steps):
+    order = order.view(steps, batch_size).to(device)       # (steps, B)
+    total = torch.zeros((), device=device) if progress.loss_sum is None else progress.loss_sum.to(device)
+    first_bad = torch.full((), -1, device=device)          # first step with a non-finite loss
+    t0, start = time.time(), progress.step
+    done = start
+
+    def check():
+        if first_bad.item() >= 0:
+            raise SPQError(f"the loss became non-finite in epoch {progress.epoch} at step "
+                           f"{first_bad.item()} of {steps}; stopped without saving, the last good "
+                           f"checkpoint is kept (lower --lr, or check the data)")
+
+    with tqdm(total=steps, initial=start, desc=f"epoch {progress.epoch}/{epochs}", leave=False,
+              disable=None, dynamic_ncols=True) as bar:
+        for i in range(start, steps):
             loss = training_step(model, augment, images[order[i]], optimizer, temperature)
+            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), i + 1, first_bad)
             total += loss
             bar.update(1)
-            if (i + 1) % PROGRESS_EVERY == 0:
-                bar.set_postfix(loss=f"{total.item() / (i + 1):.4f}")
-    mean = total.item() / steps
-    if not math.isfinite(mean):
-        raise SPQError(f"the loss became {mean} in epoch {epoch}; the last good checkpoint is "
-                       f"kept (lower --lr, or check the data)")
-    return mean
+            done = i + 1
+            if done % PROGRESS_EVERY == 0 or done == steps or stop.signum is not None:
+                check()
+                bar.set_postfix(loss=f"{total.item() / done:.4f}")
+            if stop.signum is not None and done < steps:
+                break
+    progress.step, progress.loss_sum = done, total
+    progress.seconds += time.time() - t0
+    return progress.step == steps
 
 
 def _prepare_output(out: Path, resuming: bool) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
     except OSError as e:
-        raise SPQError(f"cannot create --output_dir {out}: {e.strerror}") from None
-    if not os.access(out, os.W_OK):
-        raise SPQError(f"--output_dir {out} is not writable")
+        raise SPQError(f"--output_dir {out} cannot be written ({e.strerror}); "
+                       f"choose a folder you can write to") from None
     if not resuming:
         existing = [n for n in ("log.jsonl", "last.pth") if (out / n).exists()]
         if existing:
             raise SPQError(f"--output_dir {out} already holds a run ({', '.join(existing)}); "
-                           f"continue it with --resume {out / 'last.pth'} or choose another "
-                           f"--output_dir")
+                           f"continue it with --resume auto (or --resume {out / 'last.pth'}) or "
+                           f"choose another --output_dir")
+
+
+def _resume_path(args) -> Optional[str]:
+    """--resume PATH as given; --resume auto: OUTPUT_DIR/last.pth if it exists, else None."""
+    if args.resume != "auto":
+        return args.resume
+    last = Path(args.output_dir) / "last.pth"
+    if last.is_file():
+        return str(last)
+    if args.eval_only:
+        raise SPQError(f"--resume auto --eval_only: {last} does not exist")
+    print(f"--resume auto: no {last} yet, starting a new run")
+    return None
 
 
 def run(args, explicit: Iterable[str] = ()) -> int:
-    """Train (or, with --eval_only, evaluate) as the arguments say; returns the exit status."""
+    """Train (or, with --eval_only, evaluate) as the arguments say; returns the exit status.
+
+    Raises SPQError for problems the user can fix, Interrupted after a signal was honoured.
+    """
     device = resolve_device(args.device, args.gpu_id)
+    resume = _resume_path(args)
     ckpt = None
-    if args.resume:
-        ckpt = load_checkpoint(args.resume)
-        merge_args(args, ckpt["args"], explicit, args.resume)
+    if resume:
+        ckpt = load_checkpoint(resume)
+        for note in merge_args(args, ckpt["args"], explicit, resume):
+            print(f"resume: {note}")
     data = load_cifar10(args.data_dir, args.num_cls, args.if_download)
     if data.train_images.shape[0] < args.batch_size and not args.eval_only:
         raise SPQError(f"--batch_size {args.batch_size} exceeds the {data.train_images.shape[0]} "
@@ -123,10 +178,10 @@ def run(args, explicit: Iterable[str] = ()) -> int:
         return evaluate(model, *gallery, *queries, args.input_size, top_k)
 
     if args.eval_only:
-        load_state(model, ckpt["model"], "model", args.resume)
+        load_state(model, ckpt["model"], "model", resume)
         t0 = time.time()
         m = measure()
-        print(f"{args.resume} (epoch {ckpt['epoch']}): mAP@{args.Top_N or 'all'} = {m:.4f}, "
+        print(f"{resume} (epoch {ckpt['epoch']}): mAP@{args.Top_N or 'all'} = {m:.4f}, "
               f"{model.bits} bits, {len(queries[0])} queries, {len(gallery[0])} gallery codes, "
               f"{time.time() - t0:.1f}s")
         return 0
@@ -137,17 +192,28 @@ def run(args, explicit: Iterable[str] = ()) -> int:
     scheduler = make_scheduler(optimizer, args.lr_schedule,
                                data.train_images.shape[0] // args.batch_size, args.epochs)
     shuffle = torch.Generator().manual_seed(args.seed)
-    start, best = 1, None
+    start, best, progress = 1, None, None
     if ckpt is not None:
-        load_state(model, ckpt["model"], "model", args.resume)
-        load_state(optimizer, ckpt["optimizer"], "optimizer state", args.resume)
-        load_state(scheduler, ckpt["scheduler"], "scheduler state", args.resume)
+        load_state(model, ckpt["model"], "model", resume)
+        load_state(optimizer, ckpt["optimizer"], "optimizer state", resume)
+        load_state(scheduler, ckpt["scheduler"], "scheduler state", resume)
         set_rng_state(ckpt["rng"], shuffle)
         start, best = ckpt["epoch"] + 1, ckpt["best_map"]
-        print(f"resuming {args.resume} at epoch {start} (best mAP so far {best})")
+        if ckpt["mid_epoch"] is not None:
+            progress = EpochProgress(**ckpt["mid_epoch"])
+        where = f"step {progress.step} of epoch {start}" if progress else f"epoch {start}"
+        print(f"resuming {resume} at {where} (best mAP so far {best})")
     if start > args.epochs:
         print(f"nothing to train: the checkpoint finished epoch {start - 1} of --epochs {args.epochs}")
         return 0
+
+    def save(epoch_done: int, mid_epoch: Optional[EpochProgress], names=("last.pth",)):
+        state = {"format": FORMAT, "version": VERSION, "epoch": epoch_done, "best_map": best,
+                 "args": vars(args), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict(), "rng": rng_state(shuffle),
+                 "mid_epoch": mid_epoch.to_dict() if mid_epoch else None}
+        for name in names:
+            atomic_save(state, out / name)
 
     augment = make_augmentation(args.input_size).to(device)
     train_images = gallery[0]
@@ -155,30 +221,35 @@ def run(args, explicit: Iterable[str] = ()) -> int:
     print(f"SPQ: {model.bits} bits ({args.N_books} books x {args.N_words} words), "
           f"{len(train_images)} training images, batch {args.batch_size}, epochs {start}..{args.epochs}, "
           f"device {device}, output {out}")
-    for epoch in range(start, args.epochs + 1):
-        t0 = time.time()
-        lr = optimizer.param_groups[0]["lr"]
-        loss = train_one_epoch(model, augment, train_images, optimizer, args.batch_size,
-                               args.contrastive_temperature, shuffle, epoch, args.epochs)
-        end_of_epoch(scheduler, args.lr_schedule, epoch)
-        record = {"epoch": epoch, "loss": loss, "lr": lr, "seconds": round(time.time() - t0, 3)}
-        print(f"epoch {epoch}/{args.epochs}  loss {loss:.4f}  lr {lr:.3g}  {record['seconds']:.1f}s")
-        is_best = False
-        if epoch % args.eval_epoch == 0 or epoch == args.epochs:
-            t1 = time.time()
-            m = measure()
-            is_best = best is None or m > best
-            best = m if is_best else best
-            record.update({"mAP": m, "bits": model.bits, "top_n": args.Top_N,
-                           "eval_seconds": round(time.time() - t1, 3)})
-            print(f"epoch {epoch}: mAP@{args.Top_N or 'all'} = {m:.4f}  (best {best:.4f}, "
-                  f"{model.bits} bits, eval {record['eval_seconds']:.1f}s)")
-        state = {"format": FORMAT, "version": VERSION, "epoch": epoch, "best_map": best,
-                 "args": vars(args), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict(), "rng": rng_state(shuffle)}
-        atomic_save(state, out / "last.pth")
-        if is_best:
-            atomic_save(state, out / "best.pth")
-        with open(out / "log.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+    with StopRequest() as stop:
+        for epoch in range(start, args.epochs + 1):
+            if progress is None:
+                progress = EpochProgress(epoch, shuffle.get_state())
+            lr = optimizer.param_groups[0]["lr"]
+            finished = train_one_epoch(model, augment, train_images, optimizer, args.batch_size,
+                                       args.contrastive_temperature, shuffle, progress, args.epochs, stop)
+            if not finished:
+                save(epoch - 1, progress)
+                raise Interrupted(stop.signum, str(out / "last.pth"),
+                                  f"in epoch {epoch} after step {progress.step}")
+            loss = progress.loss_sum.item() / progress.step
+            end_of_epoch(scheduler, args.lr_schedule, epoch)
+            record = {"epoch": epoch, "loss": loss, "lr": lr, "seconds": round(progress.seconds, 3)}
+            progress = None
+            print(f"epoch {epoch}/{args.epochs}  loss {loss:.4f}  lr {lr:.3g}  {record['seconds']:.1f}s")
+            is_best = False
+            if epoch % args.eval_epoch == 0 or epoch == args.epochs:
+                t1 = time.time()
+                m = measure()
+                is_best = best is None or m > best
+                best = m if is_best else best
+                record.update({"mAP": m, "bits": model.bits, "top_n": args.Top_N,
+                               "eval_seconds": round(time.time() - t1, 3)})
+                print(f"epoch {epoch}: mAP@{args.Top_N or 'all'} = {m:.4f}  (best {best:.4f}, "
+                      f"{model.bits} bits, eval {record['eval_seconds']:.1f}s)")
+            save(epoch, None, ("last.pth", "best.pth") if is_best else ("last.pth",))
+            with open(out / "log.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+            if stop.signum is not None and epoch < args.epochs:
+                raise Interrupted(stop.signum, str(out / "last.pth"), f"after epoch {epoch}")
     return 0
