@@ -1,41 +1,11 @@
 """main_SPQ.py end to end through its command line, on a small dataset in the real format."""
-import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from cifar_fixture import write_cifar10
-
-ROOT = Path(__file__).resolve().parents[1]
-SMALL = ["--device", "cpu", "--batch_size", "32", "--seed", "1"]
-
-
-def spq(*argv, cwd=None):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, str(ROOT / "main_SPQ.py"), *map(str, argv)],
-                          capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
-
-
-def read_log(out):
-    return [json.loads(line) for line in (Path(out) / "log.jsonl").read_text().splitlines()]
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return write_cifar10(tmp_path_factory.mktemp("cifar"), per_batch=40, test=50)
-
-
-@pytest.fixture(scope="module")
-def two_epochs(data, tmp_path_factory):
-    out = tmp_path_factory.mktemp("run")
-    result = spq("--data_dir", data, "--output_dir", out, "--epochs", 2, "--eval_epoch", 1, *SMALL)
-    assert result.returncode == 0, result.stderr
-    return out, result
+from conftest import SMALL, assert_clean_failure, assert_same_weights, read_log, spq
 
 
 def test_two_epochs_log_lines_and_files(two_epochs):
@@ -64,7 +34,7 @@ def test_checkpoint_contents(two_epochs):
     assert {"torch", "python", "shuffle", "cuda"} <= set(ckpt["rng"])
 
 
-def test_resume_continues_at_epoch_3_and_matches_an_uninterrupted_run(data, two_epochs, tmp_path):
+def test_resume_continues_at_epoch_3_and_matches_an_uninterrupted_run(data, two_epochs, three_epochs, tmp_path):
     out, _ = two_epochs
     resumed = tmp_path / "resumed"
     shutil.copytree(out, resumed)
@@ -72,19 +42,13 @@ def test_resume_continues_at_epoch_3_and_matches_an_uninterrupted_run(data, two_
                  "--resume", resumed / "last.pth", "--device", "cpu")   # the rest comes from the checkpoint
     assert result.returncode == 0, result.stderr
     assert "resuming" in result.stdout and "at epoch 3" in result.stdout
+    assert "resume: --epochs 3 (the checkpoint's run had 2)" in result.stdout
     log = read_log(resumed)
     assert [r["epoch"] for r in log] == [1, 2, 3]       # appended, not truncated
-
-    straight = tmp_path / "straight"
-    result = spq("--data_dir", data, "--output_dir", straight, "--epochs", 3, "--eval_epoch", 1, *SMALL)
-    assert result.returncode == 0, result.stderr
-    for a, b in zip(log, read_log(straight)):
+    for a, b in zip(log, read_log(three_epochs)):
         assert a["loss"] == pytest.approx(b["loss"], abs=1e-6)
         assert a["mAP"] == pytest.approx(b["mAP"], abs=1e-6)
-    wa = torch.load(resumed / "last.pth", weights_only=True)["model"]
-    wb = torch.load(straight / "last.pth", weights_only=True)["model"]
-    for name in wa:
-        torch.testing.assert_close(wa[name], wb[name], atol=1e-6, rtol=0)
+    assert_same_weights(resumed / "last.pth", three_epochs / "last.pth")
 
 
 def test_eval_only(data, two_epochs):
@@ -108,13 +72,6 @@ def test_fresh_run_refuses_to_overwrite_a_run(data, two_epochs):
     out, _ = two_epochs
     result = spq("--data_dir", data, "--output_dir", out, "--epochs", 1, *SMALL)
     assert result.returncode == 1 and "already holds a run" in result.stderr
-
-
-def assert_clean_failure(result, code, *fragments):
-    assert result.returncode == code, (result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr
-    for fragment in fragments:
-        assert fragment in result.stderr
 
 
 def test_missing_data_folder(tmp_path):
