@@ -45,22 +45,37 @@ def adc_distances(queries: torch.Tensor, codes: torch.Tensor, codebooks: torch.T
     return lookup_distances(adc_tables(queries, codebooks), codes.to(queries.device))
 
 
-def ranked_top_k(dist: torch.Tensor, k: int) -> torch.Tensor:
-    """Indices of the k smallest entries of each row, by (distance, index).
+def _first_k_by_index(dist: torch.Tensor, k: int) -> torch.Tensor:
+    """The k smallest entries of each row, ties at the k-th value resolved by lower index.
 
-    Equal distances keep gallery-index order, exactly as a stable sort of the
-    whole row would, without sorting the whole row. dist: (B, G) -> (B, min(k, G)).
+    Scans whole rows with masks; `ranked_top_k` calls it only for rows whose k-th and
+    (k+1)-th smallest values are equal. dist: (B, G) -> (B, k) indices in index order.
     """
-    b, g = dist.shape
-    if k >= g:
-        return torch.sort(dist, dim=1, stable=True).indices
-    kth = dist.topk(k, dim=1, largest=False).values[:, -1:]             # (B, 1) k-th smallest
+    b = dist.shape[0]
+    kth = dist.kthvalue(k, dim=1, keepdim=True).values                 # (B, 1) k-th smallest
     below = dist < kth
     tied = dist == kth
     room = k - below.sum(1, keepdim=True)                               # (B, 1) tied slots left
     keep = below | (tied & (tied.cumsum(1) <= room))                    # exactly k per row
-    idx = keep.nonzero()[:, 1].view(b, k)                               # (B, k) index order
-    order = torch.sort(dist.gather(1, idx), dim=1, stable=True).indices
+    return keep.nonzero()[:, 1].view(b, k)
+
+
+def ranked_top_k(dist: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of the k smallest entries of each row, by (distance, index).
+
+    Equal distances keep gallery-index order, exactly as a stable sort of the whole
+    row would, without sorting the whole row. dist: (B, G) -> (B, min(k, G)).
+    """
+    g = dist.shape[1]
+    if k >= g:
+        return torch.sort(dist, dim=1, stable=True).indices
+    vals, idx = dist.topk(k + 1, dim=1, largest=False)                  # (B, k+1), ascending
+    idx = idx[:, :k]
+    tied_rows = (vals[:, k - 1] == vals[:, k]).nonzero().squeeze(1)     # which k items is ambiguous
+    if len(tied_rows):
+        idx[tied_rows] = _first_k_by_index(dist[tied_rows], k)
+    idx = idx.sort(dim=1).values                                        # index order, then
+    order = torch.sort(dist.gather(1, idx), dim=1, stable=True).indices  # stable by distance
     return idx.gather(1, order)                                         # (B, k)
 
 

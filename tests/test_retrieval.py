@@ -119,6 +119,14 @@ def test_ranked_top_k_equals_stable_sort(k):
     assert torch.equal(R.ranked_top_k(dist, k), expected)
 
 
+def test_ranked_top_k_mixed_tied_and_untied_rows():
+    gen = torch.Generator().manual_seed(4)
+    dist = torch.rand(12, 40, generator=gen)
+    dist[::3] = torch.randint(0, 3, (4, 40), generator=gen).float()     # every third row heavily tied
+    for k in [1, 5, 39]:
+        assert torch.equal(R.ranked_top_k(dist, k), torch.sort(dist, dim=1, stable=True).indices[:, :k])
+
+
 def test_map_over_query_chunks(monkeypatch):
     case = random_case(11, q=23, g=50)
     whole = R.mean_average_precision(*case, top_k=10)
