@@ -7,11 +7,9 @@ import json
 import sys
 from pathlib import Path
 
-import torch
-
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-from spq.schedule import end_of_epoch, make_scheduler  # noqa: E402
+from spq.schedule import lr_per_epoch  # noqa: E402
 
 
 def pyplot():
@@ -24,23 +22,11 @@ def pyplot():
     return plt
 
 
-def schedule(kind, epochs=2000, steps_per_epoch=195, lr=3e-4):
-    """The LR each epoch uses under `kind`, from the program's own scheduler code."""
-    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=lr)
-    sched = make_scheduler(opt, kind, steps_per_epoch, epochs)
-    out = []
-    for epoch in range(1, epochs + 1):
-        out.append(opt.param_groups[0]["lr"])
-        opt.step()
-        end_of_epoch(sched, kind, epoch)
-    return out
-
-
 def draw_lr():
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 3.2))
     for kind in ["authors", "cosine"]:
-        ax.plot(range(1, 2001), schedule(kind), label=f"--lr_schedule {kind}")
+        ax.plot(range(1, 2001), lr_per_epoch(kind, 2000, 195, 3e-4), label=f"--lr_schedule {kind}")
     ax.set(xlabel="epoch", ylabel="learning rate",
            title="LR per epoch, 2,000 epochs at batch 256 (195 steps per epoch)")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)

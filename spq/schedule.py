@@ -27,3 +27,15 @@ def end_of_epoch(scheduler, kind: str, epoch: int) -> None:
     """
     if kind != "authors" or epoch >= AUTHORS_WARM_EPOCHS:
         scheduler.step()
+
+
+def lr_per_epoch(kind: str, epochs: int, steps_per_epoch: int, lr: float):
+    """The LR each epoch 1..epochs trains with under schedule `kind` (for plots and tests)."""
+    optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    scheduler = make_scheduler(optimizer, kind, steps_per_epoch, epochs)
+    out = []
+    for epoch in range(1, epochs + 1):
+        out.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        end_of_epoch(scheduler, kind, epoch)
+    return out
