@@ -8,11 +8,12 @@ a signal inside an epoch, where that epoch stood (its number, steps done, loss s
 seconds, and the shuffling state at its start), so that a resumed run finishes it
 exactly as the uninterrupted run would have.
 """
+import json
 import os
 import random
 import warnings
 from pathlib import Path
-from typing import Dict, Iterable, List
+from typing import BinaryIO, Callable, Dict, Iterable, List
 
 import numpy as np
 import torch
@@ -31,22 +32,31 @@ METHOD_OPTIONS = ("N_books", "N_words", "L_word", "input_size", "soft_quantizati
 RUN_ONLY_OPTIONS = ("resume", "eval_only")
 
 
-def atomic_save(obj, path) -> None:
-    """torch.save to a temporary file beside `path`, flushed to disk, then renamed over it.
-
-    A crash at any moment leaves either the old file or the new one, never a torn one.
-    """
+def atomic_write(path, write: Callable[[BinaryIO], None]) -> None:
+    """Write a file through `write(f)` into a temporary file beside `path`, flush it to
+    disk, then rename it over `path`: a crash at any moment leaves either the old file or
+    the new one, never a torn one."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_save(obj, path) -> None:
+    """torch.save `obj` to `path` atomically (see `atomic_write`)."""
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def atomic_save_json(obj, path) -> None:
+    """Write `obj` as indented JSON to `path` atomically (see `atomic_write`)."""
+    atomic_write(path, lambda f: f.write((json.dumps(obj, indent=2) + "\n").encode()))
 
 
 def rng_state(shuffle: torch.Generator) -> Dict:

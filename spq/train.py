@@ -13,8 +13,8 @@ import torch
 from tqdm import tqdm
 
 from .augment import make_augmentation, to_float
-from .checkpoint import (FORMAT, VERSION, atomic_save, load_checkpoint, load_state, merge_args,
-                         rng_state, set_rng_state)
+from .checkpoint import (FORMAT, VERSION, atomic_save, atomic_save_json, load_checkpoint, load_state,
+                         merge_args, rng_state, set_rng_state)
 from .data import load_cifar10
 from .errors import SPQError
 from .evaluation import evaluate
@@ -177,17 +177,21 @@ def run(args, explicit: Iterable[str] = ()) -> int:
     def measure() -> float:
         return evaluate(model, *gallery, *queries, args.input_size, top_k)
 
+    out = Path(args.output_dir)
+    _prepare_output(out, resuming=ckpt is not None)
     if args.eval_only:
         load_state(model, ckpt["model"], "model", resume)
         t0 = time.time()
         m = measure()
+        result = {"checkpoint": str(resume), "epoch": ckpt["epoch"], "bits": model.bits,
+                  "top_n": args.Top_N, "mAP": m, "queries": len(queries[0]),
+                  "gallery": len(gallery[0]), "seconds": round(time.time() - t0, 3)}
+        atomic_save_json(result, out / "retrieval.json")
         print(f"{resume} (epoch {ckpt['epoch']}): mAP@{args.Top_N or 'all'} = {m:.4f}, "
-              f"{model.bits} bits, {len(queries[0])} queries, {len(gallery[0])} gallery codes, "
-              f"{time.time() - t0:.1f}s")
+              f"{model.bits} bits, {result['queries']} queries, {result['gallery']} gallery codes, "
+              f"{result['seconds']:.1f}s; written to {out / 'retrieval.json'}")
         return 0
 
-    out = Path(args.output_dir)
-    _prepare_output(out, resuming=ckpt is not None)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     scheduler = make_scheduler(optimizer, args.lr_schedule,
                                data.train_images.shape[0] // args.batch_size, args.epochs)

@@ -1,4 +1,5 @@
 """main_SPQ.py end to end through its command line, on a small dataset in the real format."""
+import json
 import shutil
 from pathlib import Path
 
@@ -51,12 +52,16 @@ def test_resume_continues_at_epoch_3_and_matches_an_uninterrupted_run(data, two_
     assert_same_weights(resumed / "last.pth", three_epochs / "last.pth")
 
 
-def test_eval_only(data, two_epochs):
+def test_eval_only(data, two_epochs, tmp_path):
     out, _ = two_epochs
-    result = spq("--data_dir", data, "--resume", Path(out) / "best.pth", "--eval_only", "--device", "cpu")
+    result = spq("--data_dir", data, "--resume", Path(out) / "best.pth", "--eval_only", "--device", "cpu",
+                 "--output_dir", tmp_path)
     assert result.returncode == 0, result.stderr
     best = max(r["mAP"] for r in read_log(out))
     assert f"mAP@1000 = {best:.4f}" in result.stdout
+    written = json.loads((tmp_path / "retrieval.json").read_text())
+    assert written["mAP"] == pytest.approx(best, abs=1e-6)
+    assert (written["bits"], written["top_n"], written["queries"], written["gallery"]) == (32, 1000, 50, 200)
 
 
 def test_resume_refuses_a_different_model(data, two_epochs):
