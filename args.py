@@ -81,6 +81,13 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "T_max = steps per epoch, stepped once per epoch (periodic: LR reaches 0 "
                         "at epoch 205 at batch 256, then rises again), as in the authors' code; "
                         "cosine: one decay to 0 over --epochs; constant: --lr throughout")
+    g.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+                   help="arithmetic of the CNN's forward pass: fp32, or bf16/fp16 autocast "
+                        "(soft quantization and the loss always run in fp32; fp16 adds loss "
+                        "scaling); the paper trains in fp32")
+    _bool_option(g, "--compile", False,
+                 "compile the network with torch.compile (slower start, faster steps on GPUs); "
+                 "falls back to plain execution with a warning where unsupported")
     g.add_argument("--seed", default=0, type=int,
                    help="seed for weights, shuffling and augmentation (the paper gives none); "
                         "CPU runs repeat exactly, CUDA runs up to cuDNN's nondeterminism")

@@ -2,7 +2,7 @@
 
 A checkpoint is a dict of tensors and plain Python values (no pickled objects):
 format, version, epoch (last finished, 1-based), best_map, args (vars of the
-run's arguments), model, optimizer, scheduler, rng (every random stream the run
+run's arguments), model, optimizer, scheduler, scaler (fp16 loss scaling), rng (every random stream the run
 draws from) and mid_epoch: None after a whole epoch, or, when a run was stopped by
 a signal inside an epoch, where that epoch stood (its number, steps done, loss sum,
 seconds, and the shuffling state at its start), so that a resumed run finishes it
@@ -22,12 +22,13 @@ from .errors import SPQError
 
 FORMAT = "spq-checkpoint"
 VERSION = 1
-REQUIRED = ("epoch", "best_map", "args", "model", "optimizer", "scheduler", "rng", "mid_epoch")
+REQUIRED = ("epoch", "best_map", "args", "model", "optimizer", "scheduler", "scaler", "rng",
+            "mid_epoch")
 
 # Options that define the model or the method: a resumed run must keep them.
 METHOD_OPTIONS = ("N_books", "N_words", "L_word", "input_size", "soft_quantization_scale",
                   "contrastive_temperature", "batch_size", "lr", "weight_decay", "lr_schedule",
-                  "num_cls")
+                  "num_cls", "precision")
 # Options whose command-line value is not compared with the checkpoint's.
 RUN_ONLY_OPTIONS = ("resume", "eval_only")
 

@@ -6,7 +6,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ from .evaluation import evaluate
 from .interrupt import Interrupted, StopRequest
 from .loss import cqc_loss
 from .model import SPQ
+from .precision import autocast, make_scaler, memory_format
 from .schedule import end_of_epoch, make_scheduler
 
 # Read the running loss back from the device every this many steps, for the progress bar
@@ -51,20 +52,53 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # CPU and every CUDA device; kornia draws from these too
 
 
-def build_model(args) -> SPQ:
-    return SPQ(args.N_books, args.N_words, args.L_word, args.soft_quantization_scale)
+def build_model(args, device: torch.device) -> SPQ:
+    """The SPQ network of the arguments on `device`, in that device's memory layout."""
+    model = SPQ(args.N_books, args.N_words, args.L_word, args.soft_quantization_scale)
+    return model.to(device, memory_format=memory_format(device))
+
+
+def make_views(augment, images: torch.Tensor):
+    """Two augmented views of a batch of uint8 images (B, 3, H, W), in the memory layout
+    of the device (`memory_format`: channels_last on CUDA).
+
+    The augmentation needs no gradients, so it runs without autograd bookkeeping.
+    """
+    with torch.no_grad():
+        x = to_float(images)                               # (B, 3, H, W) in [0, 1]
+        view_a, view_b = augment(x), augment(x)            # (B, 3, S, S) each
+    layout = memory_format(images.device)
+    return view_a.contiguous(memory_format=layout), view_b.contiguous(memory_format=layout)
+
+
+def loss_on_views(model: SPQ, view_a: torch.Tensor, view_b: torch.Tensor, temperature: float,
+                  precision: str = "fp32", forward=None) -> torch.Tensor:
+    """CQC loss of two views: the CNN under `precision` autocast, quantization and loss in fp32.
+
+    `forward` replaces `model` for the CNN pass (a torch.compile'd model, say).
+    """
+    forward = forward or model
+    with autocast(view_a.device, precision):
+        xa, xb = forward(view_a), forward(view_b)          # (B, M*L) descriptors
+    xa, xb = xa.float(), xb.float()
+    return cqc_loss(xa, xb, model.quantize(xa), model.quantize(xb), temperature)
 
 
 def training_step(model: SPQ, augment, images: torch.Tensor, optimizer: torch.optim.Optimizer,
-                  temperature: float) -> torch.Tensor:
-    """One SPQ update on a batch of uint8 images (B, 3, H, W); returns the detached loss."""
-    x = to_float(images)                                   # (B, 3, H, W) in [0, 1]
-    view_a, view_b = augment(x), augment(x)                # (B, 3, S, S) each
-    xa, xb = model(view_a), model(view_b)                  # (B, M*L) descriptors
-    loss = cqc_loss(xa, xb, model.quantize(xa), model.quantize(xb), temperature)
+                  temperature: float, precision: str = "fp32", scaler=None, forward=None) -> torch.Tensor:
+    """One SPQ update on a batch of uint8 images (B, 3, H, W); returns the detached loss.
+
+    `scaler` is the fp16 loss scaler (make_scaler); None means no scaling.
+    """
+    loss = loss_on_views(model, *make_views(augment, images), temperature, precision, forward)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
+    if scaler is None:
+        loss.backward()
+        optimizer.step()
+    else:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
     return loss.detach()
 
 
@@ -82,12 +116,13 @@ class EpochProgress:
                 "loss_sum": self.loss_sum.cpu(), "seconds": self.seconds}
 
 
-def train_one_epoch(model: SPQ, augment, images: torch.Tensor, optimizer, batch_size: int,
-                    temperature: float, shuffle: torch.Generator, progress: EpochProgress,
-                    epochs: int, stop: StopRequest) -> bool:
-    """Run (or finish) one pass over `images` (uint8, on the model's device) in shuffled full
-    batches, from step `progress.step`; updates `progress`. Returns False if a stop was
-    requested before the epoch's end. Raises SPQError at the first non-finite loss."""
+def train_one_epoch(step: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, batch_size: int,
+                    shuffle: torch.Generator, progress: EpochProgress, epochs: int,
+                    stop: StopRequest) -> bool:
+    """Run (or finish) one pass over `images` (uint8, on the training device) in shuffled full
+    batches, from step `progress.step`; `step(batch)` updates the model and returns the loss.
+    Updates `progress`. Returns False if a stop was requested before the epoch's end.
+    Raises SPQError at the first non-finite loss."""
     device = images.device
     steps = images.shape[0] // batch_size                  # the last incomplete batch is dropped
     shuffle.set_state(progress.shuffle_state)
@@ -107,7 +142,7 @@ def train_one_epoch(model: SPQ, augment, images: torch.Tensor, optimizer, batch_
     with tqdm(total=steps, initial=start, desc=f"epoch {progress.epoch}/{epochs}", leave=False,
               disable=None, dynamic_ncols=True) as bar:
         for i in range(start, steps):
-            loss = training_step(model, augment, images[order[i]], optimizer, temperature)
+            loss = step(images[order[i]])
             first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), i + 1, first_bad)
             total += loss
             bar.update(1)
@@ -120,6 +155,23 @@ def train_one_epoch(model: SPQ, augment, images: torch.Tensor, optimizer, batch_
     progress.step, progress.loss_sum = done, total
     progress.seconds += time.time() - t0
     return progress.step == steps
+
+
+def compile_model(model: SPQ, input_size: int):
+    """torch.compile(model), or None with a warning where compiling fails here."""
+    try:
+        compiled = torch.compile(model)
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():   # a probe in eval mode, so BatchNorm statistics stay untouched
+            compiled(torch.zeros(2, 3, input_size, input_size, device=model.codebooks.device))
+        model.train(was_training)
+        return compiled
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        print(f"warning: --compile is not available here ({type(e).__name__}: {first}); "
+              f"training uncompiled", file=sys.stderr)
+        return None
 
 
 def _prepare_output(out: Path, resuming: bool) -> None:
@@ -169,7 +221,7 @@ def run(args, explicit: Iterable[str] = ()) -> int:
         raise SPQError(f"--batch_size {args.batch_size} exceeds the {data.train_images.shape[0]} "
                        f"training images: no full batch to train on")
     seed_everything(args.seed)
-    model = build_model(args).to(device)
+    model = build_model(args, device)
     top_k: Optional[int] = args.Top_N or None
     gallery = (data.train_images.to(device), data.train_labels.to(device))
     queries = (data.test_images.to(device), data.test_labels.to(device))
@@ -195,12 +247,14 @@ def run(args, explicit: Iterable[str] = ()) -> int:
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     scheduler = make_scheduler(optimizer, args.lr_schedule,
                                data.train_images.shape[0] // args.batch_size, args.epochs)
+    scaler = make_scaler(device, args.precision)
     shuffle = torch.Generator().manual_seed(args.seed)
     start, best, progress = 1, None, None
     if ckpt is not None:
         load_state(model, ckpt["model"], "model", resume)
         load_state(optimizer, ckpt["optimizer"], "optimizer state", resume)
         load_state(scheduler, ckpt["scheduler"], "scheduler state", resume)
+        load_state(scaler, ckpt["scaler"], "fp16 loss-scaler state", resume)
         set_rng_state(ckpt["rng"], shuffle)
         start, best = ckpt["epoch"] + 1, ckpt["best_map"]
         if ckpt["mid_epoch"] is not None:
@@ -214,14 +268,21 @@ def run(args, explicit: Iterable[str] = ()) -> int:
     def save(epoch_done: int, mid_epoch: Optional[EpochProgress], names=("last.pth",)):
         state = {"format": FORMAT, "version": VERSION, "epoch": epoch_done, "best_map": best,
                  "args": vars(args), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict(), "rng": rng_state(shuffle),
+                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                 "rng": rng_state(shuffle),
                  "mid_epoch": mid_epoch.to_dict() if mid_epoch else None}
         for name in names:
             atomic_save(state, out / name)
 
     augment = make_augmentation(args.input_size).to(device)
+    forward = compile_model(model, args.input_size) if args.compile else None
     train_images = gallery[0]
     model.train()
+
+    def step(batch):
+        return training_step(model, augment, batch, optimizer, args.contrastive_temperature,
+                             args.precision, scaler, forward)
+
     print(f"SPQ: {model.bits} bits ({args.N_books} books x {args.N_words} words), "
           f"{len(train_images)} training images, batch {args.batch_size}, epochs {start}..{args.epochs}, "
           f"device {device}, output {out}")
@@ -230,8 +291,8 @@ def run(args, explicit: Iterable[str] = ()) -> int:
             if progress is None:
                 progress = EpochProgress(epoch, shuffle.get_state())
             lr = optimizer.param_groups[0]["lr"]
-            finished = train_one_epoch(model, augment, train_images, optimizer, args.batch_size,
-                                       args.contrastive_temperature, shuffle, progress, args.epochs, stop)
+            finished = train_one_epoch(step, train_images, args.batch_size, shuffle, progress,
+                                       args.epochs, stop)
             if not finished:
                 save(epoch - 1, progress)
                 raise Interrupted(stop.signum, str(out / "last.pth"),

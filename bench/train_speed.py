@@ -1,0 +1,93 @@
+"""Training throughput: the step main_SPQ.py uses against a plain step; one JSON line.
+
+    python bench/train_speed.py --device cpu --steps 5 --batch_size 32
+    python bench/train_speed.py --device cuda --precision bf16 --batch_size 256
+
+Random CIFAR-shaped uint8 images resident on the device; after `--warmup` steps, times
+`--steps` real updates (both views, model, soft quantization, loss, backward, Adam) of
+spq.train.training_step with --precision and the device's memory layout (channels_last
+on CUDA), then the same for the plain
+step of bench/plain_step.py (fp32, contiguous, per-image augmentation, broadcast loss).
+Images per second count images, not views.
+"""
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+from plain_step import plain_training_step  # noqa: E402
+from spq.augment import make_augmentation  # noqa: E402
+from spq.model import SPQ  # noqa: E402
+from spq.precision import make_scaler, memory_format  # noqa: E402
+from spq.train import training_step  # noqa: E402
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def measure(step, images, batch_size, steps, warmup, device):
+    """Images per second over `steps` steps after `warmup` steps, and peak CUDA memory."""
+    gen = torch.Generator().manual_seed(0)
+    batches = [images[torch.randint(0, len(images), (batch_size,), generator=gen).to(device)]
+               for _ in range(warmup + steps)]
+    for b in batches[:warmup]:
+        step(b)
+    sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    t0 = time.perf_counter()
+    for b in batches[warmup:]:
+        loss = step(b)
+    loss.item()
+    sync(device)
+    seconds = time.perf_counter() - t0
+    peak = torch.cuda.max_memory_allocated(device) / 2 ** 20 if device.type == "cuda" else None
+    return {"images_per_second": round(steps * batch_size / seconds, 2),
+            "seconds_per_step": round(seconds / steps, 4), "peak_cuda_memory_mb": peak}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                    choices=["cpu", "cuda"])
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    ap.add_argument("--batch_size", type=int, default=256)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=3)
+    a = ap.parse_args()
+    device = torch.device(a.device)
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (max(4 * a.batch_size, 1024), 3, 32, 32), dtype=torch.uint8, device=device)
+    augment = make_augmentation(32).to(device)
+
+    model = SPQ().to(device, memory_format=memory_format(device))
+    opt = torch.optim.Adam(model.parameters(), lr=3e-4, weight_decay=1e-5)
+    scaler = make_scaler(device, a.precision)
+    fast = measure(lambda b: training_step(model, augment, b, opt, 0.5, a.precision, scaler),
+                   images, a.batch_size, a.steps, a.warmup, device)
+
+    model = SPQ().to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-4, weight_decay=1e-5)
+    plain = measure(lambda b: plain_training_step(model, augment, b, opt, 0.5),
+                    images, a.batch_size, a.steps, a.warmup, device)
+
+    print(json.dumps({
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "threads": torch.get_num_threads(), "precision": a.precision, "batch_size": a.batch_size,
+        "steps": a.steps, "fast": fast, "plain": {"precision": "fp32", **plain},
+        "speedup": round(fast["images_per_second"] / plain["images_per_second"], 2),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }))
+
+
+if __name__ == "__main__":
+    main()
