@@ -72,7 +72,7 @@ def main():
     model = SPQ().to(device, memory_format=memory_format(device))
     opt = torch.optim.Adam(model.parameters(), lr=3e-4, weight_decay=1e-5)
     scaler = make_scaler(device, a.precision)
-    fast = measure(lambda b: training_step(model, augment, b, opt, 0.5, a.precision, scaler),
+    fast = measure(lambda b: training_step(model, augment, b, opt, scaler, 0.5, a.precision),
                    images, a.batch_size, a.steps, a.warmup, device)
 
     model = SPQ().to(device)

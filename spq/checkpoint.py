@@ -2,8 +2,8 @@
 
 A checkpoint is a dict of tensors and plain Python values (no pickled objects):
 format, version, epoch (last finished, 1-based), best_map, args (vars of the
-run's arguments), model, optimizer, scheduler, scaler (fp16 loss scaling), rng (every random stream the run
-draws from) and mid_epoch: None after a whole epoch, or, when a run was stopped by
+run's arguments), model, optimizer, scheduler, scaler (fp16 loss scaling), rng
+(every random stream the run draws from) and mid_epoch: None after a whole epoch, or, when a run was stopped by
 a signal inside an epoch, where that epoch stood (its number, steps done, loss sum,
 seconds, and the shuffling state at its start), so that a resumed run finishes it
 exactly as the uninterrupted run would have.

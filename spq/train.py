@@ -85,20 +85,18 @@ def loss_on_views(model: SPQ, view_a: torch.Tensor, view_b: torch.Tensor, temper
 
 
 def training_step(model: SPQ, augment, images: torch.Tensor, optimizer: torch.optim.Optimizer,
-                  temperature: float, precision: str = "fp32", scaler=None, forward=None) -> torch.Tensor:
+                  scaler: "torch.amp.GradScaler", temperature: float, precision: str = "fp32",
+                  forward=None) -> torch.Tensor:
     """One SPQ update on a batch of uint8 images (B, 3, H, W); returns the detached loss.
 
-    `scaler` is the fp16 loss scaler (make_scaler); None means no scaling.
+    `scaler` comes from `make_scaler`: it scales the loss for fp16 and passes it through
+    unchanged for fp32 and bf16.
     """
     loss = loss_on_views(model, *make_views(augment, images), temperature, precision, forward)
     optimizer.zero_grad(set_to_none=True)
-    if scaler is None:
-        loss.backward()
-        optimizer.step()
-    else:
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
     return loss.detach()
 
 
@@ -280,8 +278,8 @@ def run(args, explicit: Iterable[str] = ()) -> int:
     model.train()
 
     def step(batch):
-        return training_step(model, augment, batch, optimizer, args.contrastive_temperature,
-                             args.precision, scaler, forward)
+        return training_step(model, augment, batch, optimizer, scaler, args.contrastive_temperature,
+                             args.precision, forward)
 
     print(f"SPQ: {model.bits} bits ({args.N_books} books x {args.N_words} words), "
           f"{len(train_images)} training images, batch {args.batch_size}, epochs {start}..{args.epochs}, "

@@ -48,8 +48,8 @@ def test_training_step_runs_and_updates(precision):
     before = model.codebooks.detach().clone()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
-    loss = T.training_step(model, make_augmentation(32), images, opt, 0.5, precision,
-                           make_scaler(torch.device("cpu"), precision))
+    loss = T.training_step(model, make_augmentation(32), images, opt,
+                           make_scaler(torch.device("cpu"), precision), 0.5, precision)
     assert loss.dtype == torch.float32 and math.isfinite(loss.item())
     assert not torch.equal(before, model.codebooks.detach())
 
