@@ -1,13 +1,15 @@
 """Time mAP@Top_N under ADC on the CIFAR-10 protocol's sizes; prints one JSON line.
 
     python bench/eval_speed.py [--device cpu|cuda] [--queries 10000] [--gallery 50000]
+                               [--books 8 16] [--plain_queries 50]
 
-Random descriptors and a random codebook (M=8, K=16, L=16 by default). Figures:
-seconds for the whole mAP computation (codes given), the same for 64 bits (M=16),
-the per-query seconds of a plain per-query implementation (Python loops over books
-and codewords for each query, as the authors' evaluation does) timed on a slice of
-the queries, the ratio, and the share of time spent ranking with ties resolved by
-whole-row masks for every row versus only for rows tied at the k-th value.
+Random descriptors and a random codebook (K=16, L=16; M from --books: 8 is 32 bits,
+16 is 64 bits). Figures: seconds for the whole mAP computation (codes given) per
+configuration; in the same run, on slices of the queries of the first configuration,
+the per-query seconds of a plain per-query implementation (Python loops over books and
+codewords for each query, as the authors' evaluation does) and of the previous
+implementation (exact distances for whole rows, then top-k); the ratios; the resident
+memory before the first search, the peak right after it, and the peak of the whole run.
 """
 import argparse
 import json
@@ -19,6 +21,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from spq import adc as A  # noqa: E402
 from spq import retrieval as R  # noqa: E402
 from spq.quantization import encode  # noqa: E402
 
@@ -42,17 +45,20 @@ def plain_map(queries, qlabels, codes, glabels, books, top_k):
     return sum(aps) / len(aps)
 
 
-def rank_masking_every_row(dist, k):
-    """The ranking before the k+1 check: whole-row masks for every row, then ordering."""
-    idx = R._first_k_by_index(dist, k)
-    return idx.gather(1, torch.sort(dist.gather(1, idx), dim=1, stable=True).indices)
+def whole_rows_map(queries, qlabels, codes, glabels, books, top_k):
+    """The previous implementation: exact distances for whole rows, then ranked top-k."""
+    tables = A.adc_tables(queries, books)
+    idx = A._exact_top_k(tables, codes, top_k, A.MAX_DISTANCES_PER_CHUNK // codes.shape[0])
+    return R.average_precision(R.relevant(qlabels, glabels, idx)).mean().item()
 
 
 def case(q, g, m_books, device, seed=0):
+    """Queries, labels, gallery codes (encoded chunk by chunk, to keep memory low), codebook."""
     gen = torch.Generator().manual_seed(seed)
     books = torch.randn(m_books, 16, 16, generator=gen)
     queries = torch.randn(q, m_books * 16, generator=gen)
-    codes = encode(torch.randn(g, m_books * 16, generator=gen), books)
+    codes = torch.cat([encode(torch.randn(min(65536, g - s), m_books * 16, generator=gen), books)
+                       for s in range(0, g, 65536)])
     qlabels, glabels = torch.randint(0, 10, (q,), generator=gen), torch.randint(0, 10, (g,), generator=gen)
     return [t.to(device) for t in (queries, qlabels, codes, glabels, books)]
 
@@ -67,43 +73,62 @@ def timed(fn, device):
     return out, time.perf_counter() - t0
 
 
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2 ** 20
+
+
+def max_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--queries", type=int, default=10000)
     ap.add_argument("--gallery", type=int, default=50000)
     ap.add_argument("--top_n", type=int, default=1000)
+    ap.add_argument("--books", type=int, nargs="+", default=[8, 16], help="M of each configuration")
     ap.add_argument("--plain_queries", type=int, default=50, help="queries timed with the plain loops")
+    ap.add_argument("--rows_queries", type=int, default=500,
+                    help="queries timed with the previous whole-row implementation")
     a = ap.parse_args()
     device = torch.device(a.device)
 
-    data32 = case(a.queries, a.gallery, 8, device)
-    map32, sec32 = timed(lambda: R.mean_average_precision(*data32, top_k=a.top_n), device)
-    data64 = case(a.queries, a.gallery, 16, device, seed=1)
-    _, sec64 = timed(lambda: R.mean_average_precision(*data64, top_k=a.top_n), device)
+    data = [case(a.queries, a.gallery, m, device, seed=i) for i, m in enumerate(a.books)]
+    rss_before = rss_mb()
+    out = {"device": str(device), "threads": torch.get_num_threads(), "queries": a.queries,
+           "gallery": a.gallery, "top_n": a.top_n,
+           "approximate_dtype": str(A.approximate_dtype(device)).replace("torch.", "")}
+    for m, d in zip(a.books, data):
+        value, sec = timed(lambda: R.mean_average_precision(*d, top_k=a.top_n), device)
+        out[f"seconds_{m * 4}bit"] = round(sec, 3)
+        out[f"mAP_{m * 4}bit"] = round(value, 5)
+        if m == a.books[0]:
+            out["peak_rss_after_first_search_mb"] = round(max_rss_mb(), 1)
+    first = data[0]
+    per_query = out[f"seconds_{a.books[0] * 4}bit"] / a.queries
 
-    cpu = [t.cpu() for t in data32]
+    cpu = [t.cpu() for t in first]
     sliced = [cpu[0][:a.plain_queries], cpu[1][:a.plain_queries], *cpu[2:]]
     plain, plain_sec = timed(lambda: plain_map(*sliced, a.top_n), torch.device("cpu"))
     fast_slice = R.mean_average_precision(*[t.to(device) for t in sliced], top_k=a.top_n)
+    rows = [first[0][:a.rows_queries], first[1][:a.rows_queries], *first[2:]]
+    rows_value, rows_sec = timed(lambda: whole_rows_map(*rows, a.top_n), device)
+    fast_rows = R.mean_average_precision(*rows, top_k=a.top_n)
 
-    dist = R.adc_distances(data32[0][:1000], data32[2], data32[4])
-    _, rank_sec = timed(lambda: R.ranked_top_k(dist, a.top_n), device)
-    _, masks_sec = timed(lambda: rank_masking_every_row(dist, a.top_n), device)
-
-    per_query_fast = sec32 / a.queries
-    per_query_plain = plain_sec / a.plain_queries
-    print(json.dumps({
-        "device": str(device), "threads": torch.get_num_threads(),
-        "queries": a.queries, "gallery": a.gallery, "top_n": a.top_n,
-        "seconds_32bit": round(sec32, 3), "seconds_64bit": round(sec64, 3), "mAP_32bit": round(map32, 5),
-        "plain_seconds_per_query": round(per_query_plain, 6), "seconds_per_query": round(per_query_fast, 7),
-        "speedup_vs_plain": round(per_query_plain / per_query_fast, 1),
+    out.update({
+        "seconds_per_query": round(per_query, 7),
+        "plain_seconds_per_query": round(plain_sec / a.plain_queries, 6),
+        "speedup_vs_plain": round(plain_sec / a.plain_queries / per_query, 1),
         "plain_agrees": abs(plain - fast_slice) < 1e-5,
-        "rank_1000_queries_seconds": round(rank_sec, 3),
-        "rank_masking_every_row_seconds": round(masks_sec, 3),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-    }))
+        "whole_rows_seconds_per_query": round(rows_sec / a.rows_queries, 7),
+        "speedup_vs_whole_rows": round(rows_sec / a.rows_queries / per_query, 2),
+        "whole_rows_agree": abs(rows_value - fast_rows) < 1e-6,
+        "rss_before_search_mb": round(rss_before, 1),
+        "peak_rss_mb": round(max_rss_mb(), 1),
+    })
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """Encoding images with a trained model and measuring retrieval mAP on them."""
-from typing import Optional
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from .augment import to_float
 from .model import SPQ
 from .quantization import encode
-from .retrieval import mean_average_precision
+from .retrieval import mean_average_precision, retrieval_metrics
 
 
 @torch.no_grad()
@@ -28,19 +28,52 @@ def describe(model: SPQ, images: torch.Tensor, input_size: int, batch_size: int 
     return torch.cat(out)
 
 
-def evaluate(model: SPQ, gallery_images: torch.Tensor, gallery_labels: torch.Tensor,
-             query_images: torch.Tensor, query_labels: torch.Tensor, input_size: int,
-             top_k: Optional[int] = 1000, batch_size: int = 256) -> float:
-    """mAP@top_k of the model: gallery stored as codes, queries as descriptors (ADC).
+@torch.no_grad()
+def encode_sets(model: SPQ, gallery_images: torch.Tensor, query_images: torch.Tensor,
+                input_size: int, batch_size: int = 256) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Gallery codes (G, M) and query descriptors (Q, M*L), encoded in eval mode.
 
-    The model is put in eval mode for the encoding and returned to the mode it was in.
+    The model is returned to the mode it was in.
     """
     was_training = model.training
     model.eval()
     try:
-        codes = encode(describe(model, gallery_images, input_size, batch_size), model.codebooks)  # (G, M)
-        queries = describe(model, query_images, input_size, batch_size)                          # (Q, M*L)
-        return mean_average_precision(queries, query_labels, codes, gallery_labels,
-                                      model.codebooks.detach(), top_k)
+        codes = encode(describe(model, gallery_images, input_size, batch_size), model.codebooks)
+        return codes, describe(model, query_images, input_size, batch_size)
     finally:
         model.train(was_training)
+
+
+def evaluate(model: SPQ, gallery_images: torch.Tensor, gallery_labels: torch.Tensor,
+             query_images: torch.Tensor, query_labels: torch.Tensor, input_size: int,
+             top_k: Optional[int] = 1000, batch_size: int = 256) -> float:
+    """mAP@top_k of the model: gallery stored as codes, queries as descriptors (ADC)."""
+    codes, queries = encode_sets(model, gallery_images, query_images, input_size, batch_size)
+    return mean_average_precision(queries, query_labels, codes, gallery_labels,
+                                  model.codebooks.detach(), top_k)
+
+
+def evaluate_all(model: SPQ, gallery_images: torch.Tensor, gallery_labels: torch.Tensor,
+                 query_images: torch.Tensor, query_labels: torch.Tensor, input_size: int,
+                 top_k: Optional[int] = 1000, batch_size: int = 256) -> Dict[str, object]:
+    """Every metric of `spq.retrieval.retrieval_metrics` for the model."""
+    codes, queries = encode_sets(model, gallery_images, query_images, input_size, batch_size)
+    return retrieval_metrics(queries, query_labels, codes, gallery_labels,
+                             model.codebooks.detach(), top_k)
+
+
+def format_metrics(result: Dict[str, object]) -> str:
+    """The human-readable report of an `--eval_only` result (see `evaluate_all`)."""
+    top = result["top_n"] or "all"
+    pr = result["precision_recall"]
+    lines = [f"{result['checkpoint']} (epoch {result['epoch']}): {result['bits']} bits, "
+             f"{result['queries']} queries, {result['gallery']} gallery codes, {result['seconds']:.1f}s",
+             f"mAP@{top} = {result['mAP']:.4f}   mAP over the whole gallery = {result['mAP_all']:.4f}",
+             "precision@k: " + "  ".join(f"@{k} {v:.4f}" for k, v in result["precision_at_k"].items()),
+             "precision-recall at rank cut-offs:"]
+    lines += [f"  {n:>8}  precision {p:.4f}  recall {r:.4f}"
+              for n, p, r in zip(pr["cutoffs"], pr["precision"], pr["recall"])]
+    if result["queries_without_relevant"]:
+        lines.append(f"{result['queries_without_relevant']} queries have no relevant gallery item "
+                     f"(AP 0; left out of the recall average)")
+    return "\n".join(lines)

@@ -1,93 +1,51 @@
-"""Asymmetric (ADC) retrieval over product-quantization codes, and mAP.
+"""Retrieval metrics under the ADC ranking: mAP, precision@k, precision-recall.
 
-Queries keep their real-valued descriptors; gallery items are stored as codes.
-The distance between query q and item g is the authors' asymmetric distance:
-sum over books m of the Euclidean (not squared) distance between q's sub-vector m
-and the codeword that g's code selects in book m. Rankings break ties by gallery
-index (lower first), so equal codes give a well-defined, reproducible order.
+Each query ranks the gallery by asymmetric distance (see `spq.adc`), ties by gallery
+index. An item is relevant to a query when they share a label: class indices (N,) or
+multi-hot rows (N, C).
+- AP@n of a query: the mean, over the relevant items among its first n results, of the
+  precision at each one's rank (0 when none is there); mAP@n averages it over queries.
+  n = None means the whole gallery.
+- precision@k: the share of relevant items among the first k results.
+- precision-recall: at each rank cut-off n, precision@n and recall@n (relevant items in
+  the first n over all relevant items in the gallery), averaged over queries (recall
+  over the queries that have at least one relevant item).
 """
-from typing import Optional
+from typing import Dict, List, Optional, Sequence
 
 import torch
 
-from .quantization import exact_squared_distances
+from .adc import search
 
-# Query rows handled at once: at most this many (query, gallery) distances in memory
-# per chunk (2**25 floats = 128 MiB).
-MAX_DISTANCES_PER_CHUNK = 2 ** 25
-
-
-def adc_tables(queries: torch.Tensor, codebooks: torch.Tensor) -> torch.Tensor:
-    """Per query, the distance of each sub-vector to each codeword of its book.
-
-    queries: (Q, M*L), codebooks: (M, K, L) -> (Q, M, K), Euclidean (not squared).
-    """
-    return exact_squared_distances(queries, codebooks).sqrt_()
-
-
-def lookup_distances(tables: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-    """ADC distances from lookup tables: sum over books of tables[q, m, codes[g, m]].
-
-    tables: (Q, M, K), codes: (G, M) integer -> (Q, G). Books are added in order 0..M-1.
-    """
-    codes = codes.long()
-    dist = tables.new_zeros(tables.shape[0], codes.shape[0])            # (Q, G)
-    for m in range(tables.shape[1]):
-        dist += tables[:, m, codes[:, m]]                               # (Q, G)
-    return dist
+# Rank cut-offs of the precision-recall curve: 1, 2, 5, 10, 20, 50, ... below G, then G.
+def recall_cutoffs(num_items: int) -> List[int]:
+    """The documented cut-offs 1, 2, 5, 10, 20, 50, ... (below num_items), then num_items."""
+    out, base = [], 1
+    while True:
+        for step in (1, 2, 5):
+            if base * step >= num_items:
+                return out + [num_items]
+            out.append(base * step)
+        base *= 10
 
 
-def adc_distances(queries: torch.Tensor, codes: torch.Tensor, codebooks: torch.Tensor) -> torch.Tensor:
-    """Asymmetric distances between real-valued queries and coded gallery items.
-
-    queries: (Q, M*L), codes: (G, M) integer, codebooks: (M, K, L) -> (Q, G).
-    """
-    return lookup_distances(adc_tables(queries, codebooks), codes.to(queries.device))
+DEFAULT_KS = (1, 10, 50, 100, 500, 1000)
+# Full-ranking metrics hold at most this many ranked (query, item) entries at once.
+RANKED_ENTRIES_PER_CHUNK = 2 ** 23
 
 
-def _first_k_by_index(dist: torch.Tensor, k: int) -> torch.Tensor:
-    """The k smallest entries of each row, ties at the k-th value resolved by lower index.
+def relevant(query_labels: torch.Tensor, gallery_labels: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Whether gallery item idx[b, j] shares a label with query b.
 
-    Scans whole rows with masks; `ranked_top_k` calls it only for rows whose k-th and
-    (k+1)-th smallest values are equal. dist: (B, G) -> (B, k) indices in index order.
-    """
-    b = dist.shape[0]
-    kth = dist.kthvalue(k, dim=1, keepdim=True).values                 # (B, 1) k-th smallest
-    below = dist < kth
-    tied = dist == kth
-    room = k - below.sum(1, keepdim=True)                               # (B, 1) tied slots left
-    keep = below | (tied & (tied.cumsum(1) <= room))                    # exactly k per row
-    return keep.nonzero()[:, 1].view(b, k)
-
-
-def ranked_top_k(dist: torch.Tensor, k: int) -> torch.Tensor:
-    """Indices of the k smallest entries of each row, by (distance, index).
-
-    Equal distances keep gallery-index order, exactly as a stable sort of the whole
-    row would, without sorting the whole row. dist: (B, G) -> (B, min(k, G)).
-    """
-    g = dist.shape[1]
-    if k >= g:
-        return torch.sort(dist, dim=1, stable=True).indices
-    vals, idx = dist.topk(k + 1, dim=1, largest=False)                  # (B, k+1), ascending
-    idx = idx[:, :k]
-    tied_rows = (vals[:, k - 1] == vals[:, k]).nonzero().squeeze(1)     # which k items is ambiguous
-    if len(tied_rows):
-        idx[tied_rows] = _first_k_by_index(dist[tied_rows], k)
-    idx = idx.sort(dim=1).values                                        # index order, then
-    order = torch.sort(dist.gather(1, idx), dim=1, stable=True).indices  # stable by distance
-    return idx.gather(1, order)                                         # (B, k)
-
-
-def relevance(query_labels: torch.Tensor, retrieved_labels: torch.Tensor) -> torch.Tensor:
-    """Whether each retrieved item shares a label with its query.
-
-    Class indices: query_labels (B,), retrieved_labels (B, k). Multi-hot:
-    query_labels (B, C), retrieved_labels (B, k, C). -> (B, k) bool.
+    Class indices: query_labels (B,), gallery_labels (G,). Multi-hot: (B, C) and (G, C).
+    idx: (B, k) gallery indices -> (B, k) bool.
     """
     if query_labels.ndim == 1:
-        return retrieved_labels == query_labels.unsqueeze(1)
-    return (retrieved_labels.bool() & query_labels.bool().unsqueeze(1)).any(-1)
+        return gallery_labels[idx] == query_labels.unsqueeze(1)
+    step = max(1, RANKED_ENTRIES_PER_CHUNK // max(idx.shape[1] * gallery_labels.shape[1], 1))
+    parts = [(gallery_labels[i].bool() & q.bool().unsqueeze(1)).any(-1)        # (b, k)
+             for q, i in zip(query_labels.split(step), idx.split(step))]
+    return torch.cat(parts) if parts else idx.new_zeros(idx.shape, dtype=torch.bool)
 
 
 def average_precision(rel: torch.Tensor) -> torch.Tensor:
@@ -101,10 +59,24 @@ def average_precision(rel: torch.Tensor) -> torch.Tensor:
     return (precision * rel).sum(1) / rel.sum(1).clamp_min(1)
 
 
-def _check_labels(labels: torch.Tensor, n: int, what: str) -> None:
-    if labels.ndim not in (1, 2) or labels.shape[0] != n:
-        raise ValueError(f"{what} labels must be ({n},) class indices or ({n}, C) multi-hot, "
-                         f"got shape {tuple(labels.shape)}")
+def _check(queries: torch.Tensor, query_labels: torch.Tensor, codes: torch.Tensor,
+           gallery_labels: torch.Tensor):
+    q, g = queries.shape[0], codes.shape[0]
+    for labels, n, what in [(query_labels, q, "query"), (gallery_labels, g, "gallery")]:
+        if labels.ndim not in (1, 2) or labels.shape[0] != n:
+            raise ValueError(f"{what} labels must be ({n},) class indices or ({n}, C) multi-hot, "
+                             f"got shape {tuple(labels.shape)}")
+    if query_labels.ndim != gallery_labels.ndim:
+        raise ValueError("query and gallery labels must both be class indices or both multi-hot")
+    device = queries.device
+    return query_labels.to(device), gallery_labels.to(device)
+
+
+def _ranked_relevance(queries, query_labels, codes, gallery_labels, codebooks, k):
+    """Yields (first query, (B, min(k, G)) bool relevance in ADC rank order) per chunk."""
+    query_labels, gallery_labels = _check(queries, query_labels, codes, gallery_labels)
+    for start, idx in search(queries, codes, codebooks, k):
+        yield start, relevant(query_labels[start:start + len(idx)], gallery_labels, idx)
 
 
 def average_precisions(queries: torch.Tensor, query_labels: torch.Tensor, codes: torch.Tensor,
@@ -113,25 +85,11 @@ def average_precisions(queries: torch.Tensor, query_labels: torch.Tensor, codes:
     """AP@top_k of every query under ADC ranking (top_k None: the whole gallery).
 
     queries: (Q, M*L), query_labels: (Q,) or (Q, C), codes: (G, M), gallery_labels:
-    (G,) or (G, C), codebooks: (M, K, L) -> (Q,) float. Works on chunks of queries so
-    that at most MAX_DISTANCES_PER_CHUNK distances are held at once.
+    (G,) or (G, C), codebooks: (M, K, L) -> (Q,) float.
     """
-    q, g = queries.shape[0], codes.shape[0]
-    _check_labels(query_labels, q, "query")
-    _check_labels(gallery_labels, g, "gallery")
-    if query_labels.ndim != gallery_labels.ndim:
-        raise ValueError("query and gallery labels must both be class indices or both multi-hot")
-    k = g if top_k is None else min(top_k, g)
-    device = queries.device
-    codes, gallery_labels = codes.to(device), gallery_labels.to(device)
-    query_labels = query_labels.to(device)
-    step = max(1, MAX_DISTANCES_PER_CHUNK // max(g, 1))
-    out = []
-    for s in range(0, q, step):
-        dist = adc_distances(queries[s:s + step], codes, codebooks)    # (B, G)
-        idx = ranked_top_k(dist, k)                                     # (B, k)
-        rel = relevance(query_labels[s:s + step], gallery_labels[idx])  # (B, k)
-        out.append(average_precision(rel))
+    k = codes.shape[0] if top_k is None else top_k
+    out = [average_precision(rel) for _, rel in
+           _ranked_relevance(queries, query_labels, codes, gallery_labels, codebooks, k)]
     return torch.cat(out) if out else queries.new_zeros(0)
 
 
@@ -141,3 +99,77 @@ def mean_average_precision(queries: torch.Tensor, query_labels: torch.Tensor, co
     """mAP@top_k under ADC ranking: the mean of `average_precisions` over all queries."""
     return average_precisions(queries, query_labels, codes, gallery_labels, codebooks,
                               top_k).mean().item()
+
+
+def precision_at_k(queries: torch.Tensor, query_labels: torch.Tensor, codes: torch.Tensor,
+                   gallery_labels: torch.Tensor, codebooks: torch.Tensor,
+                   ks: Sequence[int] = DEFAULT_KS) -> Dict[int, float]:
+    """Mean precision@k over queries, for each k in ks (k above G counts as G)."""
+    g = codes.shape[0]
+    ks = sorted({min(k, g) for k in ks})
+    sums = torch.zeros(len(ks), dtype=torch.float64)
+    for _, rel in _ranked_relevance(queries, query_labels, codes, gallery_labels, codebooks, ks[-1]):
+        hits = rel.cumsum(1, dtype=torch.int32)                         # (B, k)
+        sums += torch.stack([hits[:, k - 1].double().sum().cpu() / k for k in ks])
+    return {k: float(v) / max(queries.shape[0], 1) for k, v in zip(ks, sums)}
+
+
+def _curve(hits: torch.Tensor, cutoffs: Sequence[int]):
+    """Precision and recall sums at the cut-offs, from (B, G) running hit counts."""
+    at = hits[:, [n - 1 for n in cutoffs]].double()                     # (B, n_cut)
+    total = hits[:, -1:].double()                                       # (B, 1) relevant in gallery
+    has = total.squeeze(1) > 0
+    precision = (at / torch.tensor(cutoffs, dtype=torch.float64, device=at.device)).sum(0)
+    recall = (at[has] / total[has]).sum(0)
+    return precision.cpu(), recall.cpu(), int(has.sum())
+
+
+def precision_recall_curve(queries: torch.Tensor, query_labels: torch.Tensor, codes: torch.Tensor,
+                           gallery_labels: torch.Tensor, codebooks: torch.Tensor,
+                           cutoffs: Optional[Sequence[int]] = None) -> Dict[str, list]:
+    """Mean precision and recall of the ADC ranking at rank cut-offs (default `recall_cutoffs`).
+
+    Ranks the whole gallery for every query. Recall is averaged over the queries with at
+    least one relevant item in the gallery; their number is returned too.
+    """
+    return retrieval_metrics(queries, query_labels, codes, gallery_labels, codebooks,
+                             top_k=None, ks=(), cutoffs=cutoffs)["precision_recall"]
+
+
+def retrieval_metrics(queries: torch.Tensor, query_labels: torch.Tensor, codes: torch.Tensor,
+                      gallery_labels: torch.Tensor, codebooks: torch.Tensor,
+                      top_k: Optional[int] = 1000, ks: Sequence[int] = DEFAULT_KS,
+                      cutoffs: Optional[Sequence[int]] = None) -> Dict[str, object]:
+    """Every metric from one pass over the whole ranking of every query.
+
+    Returns mAP (at top_k), mAP_all (whole gallery), precision_at_k {k: value} and
+    precision_recall {cutoffs, precision, recall, queries_with_relevant}, plus the
+    number of queries without any relevant item in the gallery.
+    """
+    q, g = queries.shape[0], codes.shape[0]
+    cutoffs = recall_cutoffs(g) if cutoffs is None else sorted({min(max(n, 1), g) for n in cutoffs})
+    ks = sorted({min(k, g) for k in ks})
+    k_map = g if top_k is None else min(top_k, g)
+    ap_top = ap_all = 0.0
+    p_at_k = torch.zeros(len(ks), dtype=torch.float64)
+    precision = torch.zeros(len(cutoffs), dtype=torch.float64)
+    recall = torch.zeros(len(cutoffs), dtype=torch.float64)
+    with_relevant = 0
+    for _, rel in _ranked_relevance(queries, query_labels, codes, gallery_labels, codebooks, g):
+        for part in rel.split(max(1, RANKED_ENTRIES_PER_CHUNK // max(g, 1))):   # (b, G)
+            ap_top += average_precision(part[:, :k_map]).double().sum().item()
+            ap_all += average_precision(part).double().sum().item()
+            hits = part.cumsum(1, dtype=torch.int32)                             # (b, G)
+            if ks:
+                p_at_k += torch.stack([hits[:, k - 1].double().sum().cpu() / k for k in ks])
+            p, r, n = _curve(hits, cutoffs)
+            precision += p
+            recall += r
+            with_relevant += n
+    n_q = max(q, 1)
+    return {"mAP": ap_top / n_q, "mAP_all": ap_all / n_q, "top_n": top_k,
+            "precision_at_k": {k: float(v) / n_q for k, v in zip(ks, p_at_k)},
+            "precision_recall": {"cutoffs": cutoffs, "precision": (precision / n_q).tolist(),
+                                 "recall": (recall / max(with_relevant, 1)).tolist(),
+                                 "queries_with_relevant": with_relevant},
+            "queries_without_relevant": q - with_relevant}

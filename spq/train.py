@@ -17,7 +17,7 @@ from .checkpoint import (FORMAT, VERSION, atomic_save, atomic_save_json, load_ch
                          merge_args, rng_state, set_rng_state)
 from .data import load_cifar10
 from .errors import SPQError
-from .evaluation import evaluate
+from .evaluation import evaluate, evaluate_all, format_metrics
 from .interrupt import Interrupted, StopRequest
 from .loss import cqc_loss
 from .model import SPQ
@@ -232,14 +232,13 @@ def run(args, explicit: Iterable[str] = ()) -> int:
     if args.eval_only:
         load_state(model, ckpt["model"], "model", resume)
         t0 = time.time()
-        m = measure()
+        metrics = evaluate_all(model, *gallery, *queries, args.input_size, top_k)
         result = {"checkpoint": str(resume), "epoch": ckpt["epoch"], "bits": model.bits,
-                  "top_n": args.Top_N, "mAP": m, "queries": len(queries[0]),
-                  "gallery": len(gallery[0]), "seconds": round(time.time() - t0, 3)}
+                  "queries": len(queries[0]), "gallery": len(gallery[0]), **metrics,
+                  "top_n": args.Top_N, "seconds": round(time.time() - t0, 3)}
         atomic_save_json(result, out / "retrieval.json")
-        print(f"{resume} (epoch {ckpt['epoch']}): mAP@{args.Top_N or 'all'} = {m:.4f}, "
-              f"{model.bits} bits, {result['queries']} queries, {result['gallery']} gallery codes, "
-              f"{result['seconds']:.1f}s; written to {out / 'retrieval.json'}")
+        print(format_metrics(result))
+        print(f"written to {out / 'retrieval.json'}")
         return 0
 
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)

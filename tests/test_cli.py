@@ -62,6 +62,15 @@ def test_eval_only(data, two_epochs, tmp_path):
     written = json.loads((tmp_path / "retrieval.json").read_text())
     assert written["mAP"] == pytest.approx(best, abs=1e-6)
     assert (written["bits"], written["top_n"], written["queries"], written["gallery"]) == (32, 1000, 50, 200)
+    # every metric: mAP over the whole gallery, precision@k, and the precision-recall curve
+    assert 0 < written["mAP_all"] <= 1
+    assert list(written["precision_at_k"]) == ["1", "10", "50", "100", "200"]   # 500, 1000 capped at G
+    curve = written["precision_recall"]
+    assert curve["cutoffs"] == [1, 2, 5, 10, 20, 50, 100, 200]
+    assert curve["recall"][-1] == pytest.approx(1.0)              # the whole gallery holds every relevant item
+    assert curve["precision"][-1] == pytest.approx(0.1, abs=0.05)  # 10 balanced classes
+    assert curve["recall"] == sorted(curve["recall"])
+    assert "precision@k: @1 " in result.stdout and "precision-recall at rank cut-offs:" in result.stdout
 
 
 def test_resume_refuses_a_different_model(data, two_epochs):

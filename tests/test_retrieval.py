@@ -1,9 +1,10 @@
-"""ADC distances, top-k ranking with ties, and mAP against plain loop versions."""
+"""ADC distances, exact top-k search with ties, and the metrics, against plain loop versions."""
 import math
 
 import pytest
 import torch
 
+import spq.adc as A
 import spq.retrieval as R
 from spq.quantization import encode
 
@@ -59,7 +60,7 @@ def random_case(seed, q=12, g=90, m_books=4, k_words=8, length=4, classes=5, mul
 @pytest.mark.parametrize("seed", [0, 1])
 def test_adc_distances_match_loops(seed):
     queries, _, codes, _, books = random_case(seed)
-    torch.testing.assert_close(R.adc_distances(queries, codes, books).double(),
+    torch.testing.assert_close(A.adc_distances(queries, codes, books).double(),
                                adc_loops(queries, codes, books), atol=1e-5, rtol=1e-5)
 
 
@@ -68,7 +69,7 @@ def test_adc_distance_to_own_codeword_is_exactly_zero():
     books = torch.randn(3, 4, 5, generator=gen) * 10
     codes = torch.tensor([[1, 3, 0]], dtype=torch.uint8)
     query = torch.cat([books[m, int(codes[0, m])] for m in range(3)]).unsqueeze(0)
-    assert R.adc_distances(query, codes, books).item() == 0.0
+    assert A.adc_distances(query, codes, books).item() == 0.0
 
 
 @pytest.mark.parametrize("top_k", [1, 5, 40, None])
@@ -116,7 +117,7 @@ def test_ranked_top_k_equals_stable_sort(k):
     gen = torch.Generator().manual_seed(k)
     dist = torch.randint(0, 4, (9, 20), generator=gen).float()   # many exact ties
     expected = torch.sort(dist, dim=1, stable=True).indices[:, :k]
-    assert torch.equal(R.ranked_top_k(dist, k), expected)
+    assert torch.equal(A.ranked_top_k(dist, k), expected)
 
 
 def test_ranked_top_k_mixed_tied_and_untied_rows():
@@ -124,13 +125,13 @@ def test_ranked_top_k_mixed_tied_and_untied_rows():
     dist = torch.rand(12, 40, generator=gen)
     dist[::3] = torch.randint(0, 3, (4, 40), generator=gen).float()     # every third row heavily tied
     for k in [1, 5, 39]:
-        assert torch.equal(R.ranked_top_k(dist, k), torch.sort(dist, dim=1, stable=True).indices[:, :k])
+        assert torch.equal(A.ranked_top_k(dist, k), torch.sort(dist, dim=1, stable=True).indices[:, :k])
 
 
 def test_map_over_query_chunks(monkeypatch):
     case = random_case(11, q=23, g=50)
     whole = R.mean_average_precision(*case, top_k=10)
-    monkeypatch.setattr(R, "MAX_DISTANCES_PER_CHUNK", 50 * 4)    # 4 queries per chunk
+    monkeypatch.setattr(A, "MAX_DISTANCES_PER_CHUNK", 50 * 4)    # 4 queries per chunk
     assert R.mean_average_precision(*case, top_k=10) == pytest.approx(whole, abs=1e-7)
 
 
@@ -139,7 +140,7 @@ def test_codes_from_encode_rank_their_own_descriptor_first():
     books = torch.randn(4, 16, 4, generator=gen)
     x = torch.randn(30, 16, generator=gen)
     codes = encode(x, books)
-    dist = R.adc_distances(x, codes, books)
+    dist = A.adc_distances(x, codes, books)
     # an item's own code is at least as close as any other, since each book picks the nearest word
     assert (dist.diagonal().unsqueeze(1) <= dist + 1e-6).all()
 
@@ -148,3 +149,75 @@ def test_label_shape_errors():
     queries, qlabels, codes, glabels, books = random_case(0)
     with pytest.raises(ValueError, match="gallery labels"):
         R.mean_average_precision(queries, qlabels, codes, glabels[:-1], books)
+
+
+def ranked_lists_loops(queries, qlabels, codes, glabels, books):
+    """Per query: the whole gallery's relevance (0/1) in (distance, index) order."""
+    dist = adc_loops(queries, codes, books).float()
+    out = []
+    for q in range(queries.shape[0]):
+        order = sorted(range(codes.shape[0]), key=lambda g: (float(dist[q, g]), g))
+        if qlabels.ndim == 1:
+            out.append([int(int(glabels[g]) == int(qlabels[q])) for g in order])
+        else:
+            out.append([int(bool((glabels[g].bool() & qlabels[q].bool()).any())) for g in order])
+    return out
+
+
+@pytest.mark.parametrize("multi_hot", [False, True])
+def test_precision_at_k_matches_loops(multi_hot):
+    case = random_case(21, q=10, g=70, multi_hot=multi_hot)
+    lists = ranked_lists_loops(*case)
+    got = R.precision_at_k(*case, ks=[1, 3, 10, 70, 500])
+    assert list(got) == [1, 3, 10, 70]                                  # 500 is capped at G
+    for k, value in got.items():
+        assert value == pytest.approx(sum(sum(r[:k]) / k for r in lists) / len(lists), abs=1e-9)
+
+
+@pytest.mark.parametrize("multi_hot", [False, True])
+def test_precision_recall_curve_matches_loops(multi_hot):
+    case = random_case(22, q=9, g=60, classes=6, multi_hot=multi_hot)
+    lists = ranked_lists_loops(*case)
+    curve = R.precision_recall_curve(*case)
+    assert curve["cutoffs"] == [1, 2, 5, 10, 20, 50, 60]
+    with_relevant = [r for r in lists if sum(r)]
+    assert curve["queries_with_relevant"] == len(with_relevant)
+    for i, n in enumerate(curve["cutoffs"]):
+        assert curve["precision"][i] == pytest.approx(sum(sum(r[:n]) / n for r in lists) / len(lists))
+        assert curve["recall"][i] == pytest.approx(
+            sum(sum(r[:n]) / sum(r) for r in with_relevant) / len(with_relevant))
+
+
+def test_precision_recall_on_heavy_ties():
+    case = random_case(23, q=8, g=40, m_books=1, k_words=2, length=2, classes=3)
+    lists = ranked_lists_loops(*case)
+    curve = R.precision_recall_curve(*case, cutoffs=[3, 17, 40])
+    for i, n in enumerate([3, 17, 40]):
+        assert curve["precision"][i] == pytest.approx(sum(sum(r[:n]) / n for r in lists) / len(lists))
+
+
+def test_recall_cutoffs():
+    assert R.recall_cutoffs(1) == [1]
+    assert R.recall_cutoffs(10) == [1, 2, 5, 10]
+    assert R.recall_cutoffs(50000) == [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000,
+                                       10000, 20000, 50000]
+
+
+@pytest.mark.parametrize("multi_hot", [False, True])
+def test_retrieval_metrics_agree_with_each_metric(multi_hot):
+    case = random_case(24, q=30, g=400, multi_hot=multi_hot)
+    m = R.retrieval_metrics(*case, top_k=20, ks=[1, 5, 20])
+    assert m["mAP"] == pytest.approx(R.mean_average_precision(*case, top_k=20), abs=1e-6)
+    assert m["mAP_all"] == pytest.approx(R.mean_average_precision(*case, top_k=None), abs=1e-6)
+    assert m["precision_at_k"] == pytest.approx(R.precision_at_k(*case, ks=[1, 5, 20]))
+    assert m["precision_recall"] == R.precision_recall_curve(*case)
+    assert m["queries_without_relevant"] == 30 - m["precision_recall"]["queries_with_relevant"]
+
+
+def test_queries_without_relevant_items_are_counted():
+    queries, qlabels, codes, glabels, books = random_case(25, q=6, g=50, classes=3)
+    qlabels[[1, 4]] = 7                                                 # a class no gallery item has
+    m = R.retrieval_metrics(queries, qlabels, codes, glabels, books, top_k=10)
+    assert m["queries_without_relevant"] == 2
+    assert m["precision_recall"]["queries_with_relevant"] == 4
+    assert m["precision_recall"]["recall"][-1] == pytest.approx(1.0)
