@@ -34,6 +34,7 @@ BYTES_PER_CANDIDATE = 48      # row and item (int64), exact distance, padded cop
 # enough that about SAMPLE_IN_TOP_K of them are expected in the top k.
 SAMPLE = 2048
 SAMPLE_IN_TOP_K = 40
+MAX_SAMPLE = 2 ** 16          # caps the sample's one-hot (4 MiB at M*K = 128 in bfloat16)
 # The filter is used when the gallery holds at least this many times k items.
 MIN_GALLERY_PER_K = 8
 
@@ -293,7 +294,7 @@ def search(queries: torch.Tensor, codes: torch.Tensor, codebooks: torch.Tensor,
             yield start, _exact_top_k(adc_tables(queries[start:start + p.exact_rows], codebooks),
                                       codes, k, p.exact_rows)
         return
-    size = max(SAMPLE, -(-SAMPLE_IN_TOP_K * g // k))
+    size = min(max(SAMPLE, -(-SAMPLE_IN_TOP_K * g // k)), MAX_SAMPLE)
     if g <= size:                                              # the sample is the whole gallery
         sample_items, rank = torch.arange(g, device=device), k
     else:                                                      # expected rank + 2.5 sigma

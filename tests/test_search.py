@@ -71,6 +71,19 @@ def test_search_one_query_or_one_item(q, g, k):
     assert torch.equal(out, reference_top_k(queries, codes, books, k))
 
 
+def test_search_sample_is_capped(monkeypatch):
+    # a small k in a large gallery would ask for a sample of most of it: capped instead
+    queries, codes, books = case(10, 10, 3000)
+    monkeypatch.setattr(A, "MAX_SAMPLE", 256)
+    monkeypatch.setattr(A, "SAMPLE", 100)
+    seen = []
+    one_hot = A._one_hot
+    monkeypatch.setattr(A, "_one_hot", lambda c, k, d: seen.append(len(c)) or one_hot(c, k, d))
+    assert torch.equal(searched(queries, codes, books, 5), reference_top_k(queries, codes, books, 5))
+    assert seen[0] == 256                                   # the sample, then the gallery
+    assert seen[1] == 3000
+
+
 def test_search_falls_back_to_exact_rows(monkeypatch):
     # a threshold that keeps nothing: every row must be ranked from its whole exact row
     queries, codes, books = case(7, 9, 2000)
