@@ -165,7 +165,7 @@ def plan(num_items: int, num_books: int, num_words: int, k: int, device: torch.d
 def _one_hot(codes: torch.Tensor, num_words: int, dtype: torch.dtype) -> torch.Tensor:
     """Codes (n, M) -> (M*K, n) with a 1 in row m*K + codes[i, m] of column i."""
     n, m_books = codes.shape
-    rows = codes.long().T + torch.arange(m_books, device=codes.device).unsqueeze(1) * num_words  # (M, n)
+    rows = book_offsets(codes, num_words).long().T                                 # (M, n)
     out = torch.zeros(m_books * num_words, n, dtype=dtype, device=codes.device)
     return out.scatter_(0, rows, 1)
 

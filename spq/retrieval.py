@@ -17,7 +17,6 @@ import torch
 
 from .adc import search
 
-# Rank cut-offs of the precision-recall curve: 1, 2, 5, 10, 20, 50, ... below G, then G.
 def recall_cutoffs(num_items: int) -> List[int]:
     """The documented cut-offs 1, 2, 5, 10, 20, 50, ... (below num_items), then num_items."""
     out, base = [], 1
@@ -30,7 +29,7 @@ def recall_cutoffs(num_items: int) -> List[int]:
 
 
 DEFAULT_KS = (1, 10, 50, 100, 500, 1000)
-# Full-ranking metrics hold at most this many ranked (query, item) entries at once.
+# Multi-hot relevance is computed for at most this many (query, item, label) entries at once.
 RANKED_ENTRIES_PER_CHUNK = 2 ** 23
 
 
@@ -109,9 +108,13 @@ def precision_at_k(queries: torch.Tensor, query_labels: torch.Tensor, codes: tor
     ks = sorted({min(k, g) for k in ks})
     sums = torch.zeros(len(ks), dtype=torch.float64)
     for _, rel in _ranked_relevance(queries, query_labels, codes, gallery_labels, codebooks, ks[-1]):
-        hits = rel.cumsum(1, dtype=torch.int32)                         # (B, k)
-        sums += torch.stack([hits[:, k - 1].double().sum().cpu() / k for k in ks])
+        sums += _precision_sums(rel.cumsum(1, dtype=torch.int32), ks)
     return {k: float(v) / max(queries.shape[0], 1) for k, v in zip(ks, sums)}
+
+
+def _precision_sums(hits: torch.Tensor, ks: Sequence[int]) -> torch.Tensor:
+    """Sum over queries of precision@k for each k, from (B, >= max ks) running hit counts."""
+    return torch.stack([hits[:, k - 1].double().sum().cpu() / k for k in ks])
 
 
 def _curve(hits: torch.Tensor, cutoffs: Sequence[int]):
@@ -155,19 +158,19 @@ def retrieval_metrics(queries: torch.Tensor, query_labels: torch.Tensor, codes: 
     precision = torch.zeros(len(cutoffs), dtype=torch.float64)
     recall = torch.zeros(len(cutoffs), dtype=torch.float64)
     with_relevant = 0
+    # whole rows come from `search` in chunks of at most MAX_DISTANCES_PER_CHUNK entries
     for _, rel in _ranked_relevance(queries, query_labels, codes, gallery_labels, codebooks, g):
-        for part in rel.split(max(1, RANKED_ENTRIES_PER_CHUNK // max(g, 1))):   # (b, G)
-            ap_top += average_precision(part[:, :k_map]).double().sum().item()
-            ap_all += average_precision(part).double().sum().item()
-            hits = part.cumsum(1, dtype=torch.int32)                             # (b, G)
-            if ks:
-                p_at_k += torch.stack([hits[:, k - 1].double().sum().cpu() / k for k in ks])
-            p, r, n = _curve(hits, cutoffs)
-            precision += p
-            recall += r
-            with_relevant += n
+        ap_top += average_precision(rel[:, :k_map]).double().sum().item()       # rel: (B, G)
+        ap_all += average_precision(rel).double().sum().item()
+        hits = rel.cumsum(1, dtype=torch.int32)                                  # (B, G)
+        if ks:
+            p_at_k += _precision_sums(hits, ks)
+        p, r, n = _curve(hits, cutoffs)
+        precision += p
+        recall += r
+        with_relevant += n
     n_q = max(q, 1)
-    return {"mAP": ap_top / n_q, "mAP_all": ap_all / n_q, "top_n": top_k,
+    return {"mAP": ap_top / n_q, "mAP_all": ap_all / n_q,
             "precision_at_k": {k: float(v) / n_q for k, v in zip(ks, p_at_k)},
             "precision_recall": {"cutoffs": cutoffs, "precision": (precision / n_q).tolist(),
                                  "recall": (recall / max(with_relevant, 1)).tolist(),
