@@ -28,8 +28,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         "main_SPQ.py", allow_abbrev=False,
         description="Train SPQ (Self-supervised Product Quantization, Jang & Cho, ICCV 2021) "
-                    "on CIFAR-10 without labels and evaluate retrieval mAP with asymmetric "
-                    "distances. Defaults reproduce the paper's CIFAR-10 32-bit setting.",
+                    "on CIFAR-10 or a folder of images without labels and evaluate retrieval "
+                    "mAP with asymmetric distances. Defaults reproduce the paper's CIFAR-10 32-bit setting.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
 
     g = p.add_argument_group("hardware")
@@ -38,21 +38,38 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"],
                    help="where to run: auto takes CUDA when available, else the CPU with a warning")
     g.add_argument("--num_workers", default=12, type=int,
-                   help="data-loader worker processes in the authors' script; here CIFAR-10 is "
-                        "held in memory as one uint8 tensor and augmented batch-wise on the "
-                        "device, so no loader workers run: accepted so their command works")
+                   help="worker processes that decode image files with Pillow for --dataset "
+                        "folder (capped at the CPU count; 0 decodes in the main process); "
+                        "CIFAR-10 needs none: it is held in memory as one uint8 tensor and "
+                        "augmented batch-wise on the device (the authors used 12 loader workers)")
 
     g = p.add_argument_group("data")
+    g.add_argument("--dataset", default="cifar10", choices=["cifar10", "folder"],
+                   help="cifar10: the official python batches in --data_dir/cifar-10-batches-py "
+                        "(paper); folder: your own images, --data_dir/train/ for training and, "
+                        "when present, --data_dir/test/ as queries and --data_dir/gallery/ as the "
+                        "database (default: the training images), searched recursively for "
+                        ".jpg .jpeg .png .bmp .webp; the first folder level names the class "
+                        "(used only for evaluation)")
     _bool_option(g, "--if_download", False,
                  "download CIFAR-10 into --data_dir if missing (checksum verified); "
                  "accepts true/false, 1/0, or the bare flag for true")
     g.add_argument("--data_dir", default="./data", type=str,
-                   help="folder holding cifar-10-batches-py/ (the official python batches)")
+                   help="folder holding cifar-10-batches-py/ (--dataset cifar10) or "
+                        "train/ [test/ gallery/] (--dataset folder)")
     g.add_argument("--input_size", default=32, type=int,
                    help="side in pixels of the images the network sees (views are cropped to "
-                        "it, evaluation images resized to it); paper: 32 for CIFAR-10")
+                        "it, evaluation images resized to it); folder images are decoded once "
+                        "to it: shorter side resized to it (bicubic), then the central square "
+                        "cropped; paper: 32 for CIFAR-10")
     g.add_argument("--num_cls", default=10, type=int,
-                   help="number of classes in the labels (used only for evaluation); 10 for CIFAR-10")
+                   help="number of classes in the labels (used only for evaluation); 10 for "
+                        "CIFAR-10; --dataset folder counts its class folders instead")
+    g.add_argument("--images_in_memory_gb", default=8.0, type=float,
+                   help="--dataset folder: decoded images (3 x input_size^2 bytes each, all "
+                        "folders together) up to this many GiB are held in memory (and on the "
+                        "GPU); beyond it they are decoded once into a temporary memory-mapped "
+                        "file in --output_dir and streamed from disk batch by batch")
 
     g = p.add_argument_group("model and method")
     g.add_argument("--N_books", default=8, type=int,
@@ -116,7 +133,7 @@ def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     for name in positive:
         if getattr(args, name) <= 0:
             p.error(f"--{name} must be positive, got {getattr(args, name)}")
-    for name in ["Top_N", "weight_decay", "num_workers"]:
+    for name in ["Top_N", "weight_decay", "num_workers", "images_in_memory_gb"]:
         if getattr(args, name) < 0:
             p.error(f"--{name} must be zero or positive, got {getattr(args, name)}")
     k = args.N_words

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Train SPQ on CIFAR-10 and evaluate retrieval mAP. Options: python main_SPQ.py --help"""
+"""Train SPQ on CIFAR-10 or a folder of images and evaluate retrieval mAP. Options: python main_SPQ.py --help"""
 import shlex
 import sys
 

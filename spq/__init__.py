@@ -2,7 +2,8 @@
 
 Modules, one idea each: `quantization` (soft quantization, codes), `loss` (the
 cross quantized contrastive loss), `model` (CIFAR ResNet-18 + PQ head),
-`augment` (the two views), `data` (CIFAR-10), `adc` (ADC distances, exact top-k
+`augment` (the two views), `data` (CIFAR-10), `images` (decoding files),
+`folder` (your own images), `plot` (pictures of a run), `adc` (ADC distances, exact top-k
 search), `retrieval` (mAP, precision@k, precision-recall), `evaluation` (encoding
 images), `schedule` (LR), `checkpoint`, and `train` (which wires them into a run).
 """

@@ -1,7 +1,8 @@
-"""CIFAR-10 from the official python batches, held in memory as uint8 tensors."""
+"""The images a run uses (`ImageSet`), and CIFAR-10 from the official python batches."""
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -16,11 +17,33 @@ ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
 
 @dataclass
 class ImageSet:
-    """Training images (the gallery) and test images (the queries), uint8 (N, 3, H, W)."""
+    """Training images, query images (test) and the gallery, uint8 (N, 3, H, W).
+
+    Labels are int64 (N,) class indices or (N, C) multi-hot rows, used only for
+    evaluation; None where a set has none. The gallery is the training set unless
+    given. `on_disk`: the images are memory-mapped from a file (streamed), not in RAM.
+    """
     train_images: torch.Tensor
-    train_labels: torch.Tensor
-    test_images: torch.Tensor
-    test_labels: torch.Tensor
+    train_labels: Optional[torch.Tensor]
+    test_images: Optional[torch.Tensor]
+    test_labels: Optional[torch.Tensor]
+    gallery_images: Optional[torch.Tensor] = None
+    gallery_labels: Optional[torch.Tensor] = None
+    on_disk: bool = False
+
+    def gallery(self):
+        """(images, labels) of the retrieval database: the gallery, else the training set."""
+        if self.gallery_images is not None:
+            return self.gallery_images, self.gallery_labels
+        return self.train_images, self.train_labels
+
+    def why_not_evaluable(self) -> Optional[str]:
+        """Why retrieval mAP cannot be measured on these images, or None when it can."""
+        if self.test_images is None:
+            return "there are no query images (the test set)"
+        if self.test_labels is None or self.gallery()[1] is None:
+            return "mAP needs labels (class folders) for the queries and the gallery"
+        return None
 
 
 def _read_batch(path: Path):

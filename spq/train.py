@@ -15,9 +15,10 @@ from tqdm import tqdm
 from .augment import make_augmentation, to_float
 from .checkpoint import (FORMAT, VERSION, atomic_save, atomic_save_json, load_checkpoint, load_state,
                          merge_args, rng_state, set_rng_state)
-from .data import load_cifar10
+from .data import ImageSet, load_cifar10
 from .errors import SPQError
 from .evaluation import evaluate, evaluate_all, format_metrics
+from .folder import load_folder, summary
 from .interrupt import Interrupted, StopRequest
 from .loss import cqc_loss
 from .model import SPQ
@@ -44,6 +45,16 @@ def resolve_device(choice: str, gpu_id: str) -> torch.device:
     if index >= count:
         raise SPQError(f"--gpu_id {index} does not exist: PyTorch sees {count} CUDA device(s)")
     return torch.device("cuda", index)
+
+
+def load_data(args) -> ImageSet:
+    """The images of --dataset: CIFAR-10's batches, or a folder decoded once (see spq.folder)."""
+    if args.dataset == "folder":
+        data = load_folder(args.data_dir, args.input_size, args.num_workers,
+                           int(args.images_in_memory_gb * 2 ** 30), args.output_dir)
+        print(summary(data))
+        return data
+    return load_cifar10(args.data_dir, args.num_cls, args.if_download)
 
 
 def seed_everything(seed: int) -> None:
@@ -214,15 +225,26 @@ def run(args, explicit: Iterable[str] = ()) -> int:
         ckpt = load_checkpoint(resume)
         for note in merge_args(args, ckpt["args"], explicit, resume):
             print(f"resume: {note}")
-    data = load_cifar10(args.data_dir, args.num_cls, args.if_download)
+    data = load_data(args)
     if data.train_images.shape[0] < args.batch_size and not args.eval_only:
         raise SPQError(f"--batch_size {args.batch_size} exceeds the {data.train_images.shape[0]} "
                        f"training images: no full batch to train on")
+    unevaluable = data.why_not_evaluable()
+    if unevaluable and args.eval_only:
+        raise SPQError(f"cannot evaluate {resume}: {unevaluable}")
     seed_everything(args.seed)
     model = build_model(args, device)
     top_k: Optional[int] = args.Top_N or None
-    gallery = (data.train_images.to(device), data.train_labels.to(device))
-    queries = (data.test_images.to(device), data.test_labels.to(device))
+
+    def place(tensor, images=False):
+        # streamed (memory-mapped) images stay on the host; their batches move when used
+        return tensor if tensor is None or (images and data.on_disk) else tensor.to(device)
+
+    train_images = place(data.train_images, images=True)
+    gallery_images, gallery_labels = data.gallery()
+    gallery = (train_images if gallery_images is data.train_images else place(gallery_images, True),
+               place(gallery_labels))
+    queries = (place(data.test_images, True), place(data.test_labels))
 
     def measure() -> float:
         return evaluate(model, *gallery, *queries, args.input_size, top_k)
@@ -273,16 +295,17 @@ def run(args, explicit: Iterable[str] = ()) -> int:
 
     augment = make_augmentation(args.input_size).to(device)
     forward = compile_model(model, args.input_size) if args.compile else None
-    train_images = gallery[0]
     model.train()
 
     def step(batch):
-        return training_step(model, augment, batch, optimizer, scaler, args.contrastive_temperature,
-                             args.precision, forward)
+        return training_step(model, augment, batch.to(device, non_blocking=True), optimizer, scaler,
+                             args.contrastive_temperature, args.precision, forward)
 
     print(f"SPQ: {model.bits} bits ({args.N_books} books x {args.N_words} words), "
           f"{len(train_images)} training images, batch {args.batch_size}, epochs {start}..{args.epochs}, "
           f"device {device}, output {out}")
+    if unevaluable:
+        print(f"evaluation skipped: {unevaluable}; training goes on, without best.pth")
     with StopRequest() as stop:
         for epoch in range(start, args.epochs + 1):
             if progress is None:
@@ -300,7 +323,7 @@ def run(args, explicit: Iterable[str] = ()) -> int:
             progress = None
             print(f"epoch {epoch}/{args.epochs}  loss {loss:.4f}  lr {lr:.3g}  {record['seconds']:.1f}s")
             is_best = False
-            if epoch % args.eval_epoch == 0 or epoch == args.epochs:
+            if (epoch % args.eval_epoch == 0 or epoch == args.epochs) and not unevaluable:
                 t1 = time.time()
                 m = measure()
                 is_best = best is None or m > best

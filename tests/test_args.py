@@ -8,7 +8,8 @@ AUTHORS_DEFAULTS = {"gpu_id": "0", "if_download": False, "data_dir": "./data", "
                     "soft_quantization_scale": 5.0, "contrastive_temperature": 0.5, "num_cls": 10,
                     "eval_epoch": 100, "output_dir": ".", "Top_N": 1000}
 NEW_DEFAULTS = {"epochs": 2000, "lr": 3e-4, "weight_decay": 1e-5, "device": "auto", "resume": None,
-                "eval_only": False, "lr_schedule": "authors"}
+                "eval_only": False, "lr_schedule": "authors", "dataset": "cifar10",
+                "images_in_memory_gb": 8.0}
 
 
 def test_defaults():
@@ -36,7 +37,8 @@ def test_booleans(argv, expected):
     (["--batch_size", "1"], "at least 2"), (["--N_books", "0"], "positive"),
     (["--L_word", "-3"], "positive"), (["--Top_N", "-1"], "zero or positive"),
     (["--if_download", "maybe"], "boolean"), (["--gpu_id", "x"], "device index"),
-    (["--eval_only"], "needs --resume"), (["--lr", "0"], "positive")])
+    (["--eval_only"], "needs --resume"), (["--lr", "0"], "positive"),
+    (["--images_in_memory_gb", "-1"], "zero or positive"), (["--dataset", "imagenet"], "invalid choice")])
 def test_bad_values_exit_2_with_message(argv, message, capsys):
     with pytest.raises(SystemExit) as e:
         parse_args(argv)

@@ -131,5 +131,5 @@ def test_help_lists_every_option():
                    "--input_size", "--N_books", "--N_words", "--L_word", "--soft_quantization_scale",
                    "--contrastive_temperature", "--num_cls", "--eval_epoch", "--output_dir", "--Top_N",
                    "--epochs", "--lr", "--weight_decay", "--seed", "--device", "--resume", "--eval_only",
-                   "--lr_schedule", "--precision", "--compile"]:
+                   "--lr_schedule", "--precision", "--compile", "--dataset", "--images_in_memory_gb"]:
         assert option in result.stdout, option

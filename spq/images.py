@@ -1,0 +1,115 @@
+"""Image files decoded once with Pillow into one uint8 tensor (N, 3, S, S).
+
+Resizing rule (`--input_size` S): the shorter side is resized to S with Pillow's
+bicubic filter (antialiased when shrinking), keeping the aspect ratio, then the
+central S x S square is cropped. EXIF orientation is applied; greyscale, palette and
+alpha images are converted to RGB (alpha dropped). Large JPEGs are first reduced by
+the decoder itself (`Image.draft`) to no less than S on each side.
+
+Files are decoded in worker processes (`workers`; 0 decodes in this process). The
+decoded pixels live in memory, or, when they exceed a byte budget, in an unlinked
+temporary file under a folder of the caller's choosing, memory-mapped: batches are
+then read from disk as training draws them (streaming), and the page cache keeps what
+fits.
+"""
+import multiprocessing
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+CHUNK = 64  # files per task sent to a worker
+
+
+def is_image_name(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def find_images(folder: Path) -> List[Path]:
+    """Every file under `folder` (recursively) with an image extension, any case, sorted."""
+    return sorted(p for p in folder.rglob("*") if is_image_name(p) and p.is_file())
+
+
+def decode(path, size: int) -> Optional[np.ndarray]:
+    """One file -> uint8 (3, size, size) by the module's resizing rule; None if unreadable."""
+    from PIL import Image, ImageOps
+    try:
+        with Image.open(path) as im:
+            im.draft("RGB", (size, size))          # JPEG only: decode at a reduced scale >= size
+            im = ImageOps.exif_transpose(im).convert("RGB")
+        w, h = im.size
+        scale = size / min(w, h)
+        new = (max(size, round(w * scale)), max(size, round(h * scale)))
+        if new != (w, h):
+            im = im.resize(new, Image.Resampling.BICUBIC)
+        left, top = (new[0] - size) // 2, (new[1] - size) // 2
+        im = im.crop((left, top, left + size, top + size))
+        return np.array(im).transpose(2, 0, 1)     # (H, W, 3) -> (3, H, W)
+    except Exception:  # truncated, corrupt, not an image, a decompression bomb: all unreadable
+        return None
+
+
+def _decode_chunk(task: Tuple[Sequence[str], int]) -> List[Optional[np.ndarray]]:
+    paths, size = task
+    return [decode(p, size) for p in paths]
+
+
+def _pool(workers: int):
+    # fork keeps start-up cheap (no re-import of torch per worker); the workers run only
+    # Pillow and numpy. Where fork does not exist, the platform's default is used.
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
+    return ctx.Pool(workers)
+
+
+def storage(count: int, size: int, spill_dir=None) -> np.ndarray:
+    """An uninitialised uint8 array (count, 3, size, size): in memory, or, with
+    `spill_dir`, memory-mapped on an unlinked temporary file created there."""
+    shape = (count, 3, size, size)
+    if spill_dir is None:
+        return np.empty(shape, np.uint8)
+    Path(spill_dir).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=spill_dir, prefix=".spq-images-") as f:
+        f.truncate(max(int(np.prod(shape)), 1))
+        return np.memmap(f, np.uint8, "r+", shape=shape)  # the mapping outlives the file
+
+
+def decode_all(paths: Sequence[Path], size: int, workers: int, out: np.ndarray,
+               desc: str = "decoding") -> np.ndarray:
+    """Decode `paths` into `out[:n]` in order, skipping unreadable files.
+
+    Returns the bool mask (len(paths),) of the files that were read; the readable ones
+    fill `out` from the start, in the order of `paths`.
+    """
+    ok = np.zeros(len(paths), bool)
+    tasks = [([str(p) for p in paths[i:i + CHUNK]], size) for i in range(0, len(paths), CHUNK)]
+    workers = min(workers, len(tasks), os.cpu_count() or 1)
+    pool = _pool(workers) if workers > 1 else None
+    results = pool.imap(_decode_chunk, tasks) if pool else map(_decode_chunk, tasks)
+    filled, i = 0, 0
+    try:
+        with tqdm(total=len(paths), desc=desc, unit="img", leave=False, disable=None,
+                  dynamic_ncols=True, file=sys.stderr) as bar:
+            for chunk in results:
+                for image in chunk:
+                    if image is not None:
+                        out[filled] = image
+                        ok[i] = True
+                        filled += 1
+                    i += 1
+                bar.update(len(chunk))
+    finally:
+        if pool:
+            pool.terminate()
+    return ok
+
+
+def as_tensor(array: np.ndarray, count: int) -> torch.Tensor:
+    """The first `count` images of a `storage` array as a uint8 tensor sharing its memory."""
+    return torch.from_numpy(array[:count])
