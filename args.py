@@ -44,30 +44,44 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "augmented batch-wise on the device (the authors used 12 loader workers)")
 
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", default="cifar10", choices=["cifar10", "folder"],
+    g.add_argument("--dataset", default="cifar10", choices=["cifar10", "folder", "list"],
                    help="cifar10: the official python batches in --data_dir/cifar-10-batches-py "
                         "(paper); folder: your own images, --data_dir/train/ for training and, "
                         "when present, --data_dir/test/ as queries and --data_dir/gallery/ as the "
                         "database (default: the training images), searched recursively for "
                         ".jpg .jpeg .png .bmp .webp; the first folder level names the class "
-                        "(used only for evaluation)")
+                        "(used only for evaluation); list: multi-label list files "
+                        "(--train_list, --query_list, --gallery_list), as for FLICKR25K and "
+                        "NUS-WIDE in the paper")
+    g.add_argument("--train_list", default=None, type=str, metavar="FILE",
+                   help="--dataset list: the training images, one per line: a path relative to "
+                        "--data_dir, then --num_cls label values 0/1")
+    g.add_argument("--query_list", default=None, type=str, metavar="FILE",
+                   help="--dataset list: the query images for evaluation, same format "
+                        "(without it, evaluation is skipped)")
+    g.add_argument("--gallery_list", default=None, type=str, metavar="FILE",
+                   help="--dataset list: the retrieval database, same format; default: the "
+                        "training list")
     _bool_option(g, "--if_download", False,
                  "download CIFAR-10 into --data_dir if missing (checksum verified); "
                  "accepts true/false, 1/0, or the bare flag for true")
     g.add_argument("--data_dir", default="./data", type=str,
                    help="folder holding cifar-10-batches-py/ (--dataset cifar10) or "
-                        "train/ [test/ gallery/] (--dataset folder)")
+                        "train/ [test/ gallery/] (--dataset folder), or the folder the paths "
+                        "of the list files are relative to (--dataset list)")
     g.add_argument("--input_size", default=32, type=int,
                    help="side in pixels of the images the network sees (views are cropped to "
-                        "it, evaluation images resized to it); folder images are decoded once "
-                        "to it: shorter side resized to it (bicubic), then the central square "
-                        "cropped; paper: 32 for CIFAR-10")
+                        "it, evaluation images resized to it); folder and list images are "
+                        "decoded once to it: shorter side resized to it (bicubic), then the "
+                        "central square cropped; paper: 32 for CIFAR-10, 64 advised by the "
+                        "authors for FLICKR25K")
     g.add_argument("--num_cls", default=10, type=int,
                    help="number of classes in the labels (used only for evaluation); 10 for "
-                        "CIFAR-10; --dataset folder counts its class folders instead")
+                        "CIFAR-10; --dataset list: the number of label columns (24 for "
+                        "FLICKR25K, 21 for NUS-WIDE); --dataset folder counts its class folders")
     g.add_argument("--images_in_memory_gb", default=8.0, type=float,
-                   help="--dataset folder: decoded images (3 x input_size^2 bytes each, all "
-                        "folders together) up to this many GiB are held in memory (and on the "
+                   help="--dataset folder or list: decoded images (3 x input_size^2 bytes "
+                        "each, all sets together) up to this many GiB are held in memory (and on the "
                         "GPU); beyond it they are decoded once into a temporary memory-mapped "
                         "file in --output_dir and streamed from disk batch by batch")
 
@@ -114,7 +128,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="evaluate mAP every this many epochs, and after the last one")
     g.add_argument("--Top_N", default=1000, type=int,
                    help="mAP@Top_N: how many retrieved items each query's AP looks at; 0 means "
-                        "the whole gallery; paper: 1000 on CIFAR-10")
+                        "the whole gallery; paper: 1000 on CIFAR-10, 5000 on FLICKR25K and "
+                        "NUS-WIDE")
     g.add_argument("--output_dir", default=".", type=str,
                    help="folder for log.jsonl, last.pth (every epoch) and best.pth (best mAP)")
     g.add_argument("--resume", default=None, type=str, metavar="PATH|auto",
@@ -145,6 +160,12 @@ def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
                 f"got {args.batch_size}")
     if not args.gpu_id.strip().isdigit():
         p.error(f"--gpu_id must be a CUDA device index such as 0, got {args.gpu_id!r}")
+    lists = ["train_list", "query_list", "gallery_list"]
+    if args.dataset == "list" and not args.train_list:
+        p.error("--dataset list needs --train_list FILE (and --query_list FILE to evaluate)")
+    given = [f"--{n}" for n in lists if getattr(args, n)]
+    if args.dataset != "list" and given:
+        p.error(f"{', '.join(given)} need --dataset list (the dataset is {args.dataset})")
     if args.eval_only and not args.resume:
         p.error("--eval_only needs --resume PATH, the checkpoint to evaluate")
 

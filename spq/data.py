@@ -37,10 +37,32 @@ class ImageSet:
             return self.gallery_images, self.gallery_labels
         return self.train_images, self.train_labels
 
+    def summary(self, name: str) -> str:
+        """One line saying what the set holds, e.g. for `name` "folder dataset"."""
+        parts = [f"{len(self.train_images)} training"]
+        if self.test_images is not None:
+            parts.append(f"{len(self.test_images)} query")
+        if self.gallery_images is not None:
+            parts.append(f"{len(self.gallery_images)} gallery")
+        where = "memory-mapped from disk (over the memory budget)" if self.on_disk else "in memory"
+        line = f"{name}: {', '.join(parts)} images, {where}"
+        if self.test_labels is not None and self.test_labels.ndim == 2:
+            line += f"; {self.test_labels.shape[1]} labels per image (multi-hot)"
+            unlabelled = self.unlabelled_queries()
+            if unlabelled:
+                line += (f"; {unlabelled} queries carry no label: their AP is 0, kept in the mean")
+        return line
+
+    def unlabelled_queries(self) -> int:
+        """How many multi-hot query rows carry no label at all (AP 0, kept in the mean)."""
+        if self.test_labels is None or self.test_labels.ndim != 2:
+            return 0
+        return int((self.test_labels.sum(1) == 0).sum())
+
     def why_not_evaluable(self) -> Optional[str]:
         """Why retrieval mAP cannot be measured on these images, or None when it can."""
         if self.test_images is None:
-            return "there are no query images (the test set)"
+            return "there are no query images (a test/ folder, or --query_list)"
         if self.test_labels is None or self.gallery()[1] is None:
             return "mAP needs labels (class folders) for the queries and the gallery"
         return None

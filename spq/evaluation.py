@@ -73,6 +73,9 @@ def format_metrics(result: Dict[str, object]) -> str:
              "precision-recall at rank cut-offs:"]
     lines += [f"  {n:>8}  precision {p:.4f}  recall {r:.4f}"
               for n, p, r in zip(pr["cutoffs"], pr["precision"], pr["recall"])]
+    if result.get("queries_without_labels"):
+        lines.append(f"{result['queries_without_labels']} queries carry no label at all "
+                     f"(AP 0, kept in every mean)")
     if result["queries_without_relevant"]:
         lines.append(f"{result['queries_without_relevant']} queries have no relevant gallery item "
                      f"(AP 0; left out of the recall average)")

@@ -17,7 +17,7 @@ import torch
 
 from .data import ImageSet
 from .errors import SPQError
-from .images import IMAGE_EXTENSIONS, as_tensor, decode_all, find_images, storage
+from .images import IMAGE_EXTENSIONS, find_images, load_images, over_budget
 
 SPLITS = ("train", "test", "gallery")
 
@@ -57,14 +57,13 @@ def load_folder(data_dir, input_size: int, workers: int = 0, budget_bytes: int =
     Unreadable files are skipped with one warning line on stderr that counts them.
     """
     found = scan(data_dir)
-    total = sum(len(paths) for paths, _ in found.values()) * 3 * input_size ** 2
-    on_disk = total > budget_bytes
+    on_disk = over_budget(sum(len(paths) for paths, _ in found.values()), input_size, budget_bytes)
     classes = sorted({c for _, names in found.values() if names for c in names})
     index = {c: i for i, c in enumerate(classes)}
     loaded, skipped = {}, {}
     for split, (paths, names) in found.items():
-        array = storage(len(paths), input_size, spill_dir if on_disk else None)
-        ok = decode_all(paths, input_size, workers, array, desc=f"decoding {split}/")
+        images, ok = load_images(paths, input_size, workers, spill_dir if on_disk else None,
+                                 desc=f"decoding {split}/")
         bad = [p for p, good in zip(paths, ok) if not good]
         if bad:
             skipped[split] = bad
@@ -74,7 +73,7 @@ def load_folder(data_dir, input_size: int, workers: int = 0, budget_bytes: int =
         labels = None
         if names is not None:
             labels = torch.tensor([index[n] for n, good in zip(names, ok) if good], dtype=torch.int64)
-        loaded[split] = (as_tensor(array, int(ok.sum())), labels)
+        loaded[split] = (images, labels)
     if skipped:
         counts = ", ".join(f"{s}/: {len(b)}" for s, b in skipped.items())
         first = next(iter(skipped.values()))[0]
@@ -84,15 +83,3 @@ def load_folder(data_dir, input_size: int, workers: int = 0, budget_bytes: int =
     none = (None, None)
     return ImageSet(*loaded["train"], *loaded.get("test", none), *loaded.get("gallery", none),
                     on_disk=on_disk)
-
-
-def summary(data: ImageSet) -> str:
-    """One line saying what a loaded folder dataset holds."""
-    parts = [f"{len(data.train_images)} training"]
-    if data.test_images is not None:
-        parts.append(f"{len(data.test_images)} query")
-    if data.gallery_images is not None:
-        parts.append(f"{len(data.gallery_images)} gallery")
-    where = "memory-mapped from disk (over the memory budget)" if data.on_disk else "in memory"
-    return f"folder dataset: {', '.join(parts)} images, {where}"
-

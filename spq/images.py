@@ -110,6 +110,16 @@ def decode_all(paths: Sequence[Path], size: int, workers: int, out: np.ndarray,
     return ok
 
 
-def as_tensor(array: np.ndarray, count: int) -> torch.Tensor:
-    """The first `count` images of a `storage` array as a uint8 tensor sharing its memory."""
-    return torch.from_numpy(array[:count])
+def over_budget(count: int, size: int, budget_bytes: int) -> bool:
+    """Whether `count` decoded images of side `size` exceed `budget_bytes` of memory."""
+    return count * 3 * size * size > budget_bytes
+
+
+def load_images(paths: Sequence[Path], size: int, workers: int, spill_dir=None,
+                desc: str = "decoding") -> Tuple[torch.Tensor, np.ndarray]:
+    """Decode `paths` -> (uint8 tensor (n, 3, size, size) of the readable ones in order,
+    bool mask (len(paths),) of those read). With `spill_dir`, the pixels are
+    memory-mapped from an unlinked temporary file there (see `storage`)."""
+    array = storage(len(paths), size, spill_dir)
+    ok = decode_all(paths, size, workers, array, desc)
+    return torch.from_numpy(array[:int(ok.sum())]), ok

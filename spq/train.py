@@ -18,7 +18,8 @@ from .checkpoint import (FORMAT, VERSION, atomic_save, atomic_save_json, load_ch
 from .data import ImageSet, load_cifar10
 from .errors import SPQError
 from .evaluation import evaluate, evaluate_all, format_metrics
-from .folder import load_folder, summary
+from .folder import load_folder
+from .lists import load_lists
 from .interrupt import Interrupted, StopRequest
 from .loss import cqc_loss
 from .model import SPQ
@@ -48,13 +49,18 @@ def resolve_device(choice: str, gpu_id: str) -> torch.device:
 
 
 def load_data(args) -> ImageSet:
-    """The images of --dataset: CIFAR-10's batches, or a folder decoded once (see spq.folder)."""
+    """The images of --dataset: CIFAR-10's batches, or a folder or list files decoded once
+    (see spq.folder, spq.lists)."""
+    if args.dataset == "cifar10":
+        return load_cifar10(args.data_dir, args.num_cls, args.if_download)
+    budget = int(args.images_in_memory_gb * 2 ** 30)
     if args.dataset == "folder":
-        data = load_folder(args.data_dir, args.input_size, args.num_workers,
-                           int(args.images_in_memory_gb * 2 ** 30), args.output_dir)
-        print(summary(data))
-        return data
-    return load_cifar10(args.data_dir, args.num_cls, args.if_download)
+        data = load_folder(args.data_dir, args.input_size, args.num_workers, budget, args.output_dir)
+    else:
+        data = load_lists(args.data_dir, args.train_list, args.query_list, args.gallery_list,
+                          args.num_cls, args.input_size, args.num_workers, budget, args.output_dir)
+    print(data.summary(f"{args.dataset} dataset"))
+    return data
 
 
 def seed_everything(seed: int) -> None:
@@ -256,7 +262,8 @@ def run(args, explicit: Iterable[str] = ()) -> int:
         t0 = time.time()
         metrics = evaluate_all(model, *gallery, *queries, args.input_size, top_k)
         result = {"checkpoint": str(resume), "epoch": ckpt["epoch"], "bits": model.bits,
-                  "queries": len(queries[0]), "gallery": len(gallery[0]), **metrics,
+                  "queries": len(queries[0]), "gallery": len(gallery[0]),
+                  "queries_without_labels": data.unlabelled_queries(), **metrics,
                   "top_n": args.Top_N, "seconds": round(time.time() - t0, 3)}
         atomic_save_json(result, out / "retrieval.json")
         print(format_metrics(result))

@@ -1,0 +1,101 @@
+"""Multi-label image lists (`--dataset list`), the format of deep-hashing toolkits.
+
+Each non-empty line of a list file names one image and its labels:
+
+    relative/path/to/image.jpg 0 1 0 0 1 ... 0
+
+the path relative to `--data_dir` (it may contain spaces: the last C fields are the
+labels), then C values 0 or 1, one per class (C = `--num_cls`). An image is relevant
+to a query when they share at least one label. Images are decoded once
+(`spq.images`); every line must name a readable image, and a malformed line, a
+missing or unreadable file is an error naming the list file and the line.
+"""
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional
+
+import torch
+
+from .data import ImageSet
+from .errors import SPQError
+from .images import load_images, over_budget
+
+
+@dataclass
+class ImageList:
+    """The entries of one list file: image paths, multi-hot labels (N, C) uint8, line numbers."""
+    source: Path
+    paths: List[Path]
+    labels: torch.Tensor
+    lines: List[int]
+
+
+def _split(line: str, root: Path):
+    """(path, label fields) of a stripped line: the path is the shortest prefix ending
+    before a run of spaces that names an existing file (paths may hold spaces), or
+    (None, []) when no prefix does."""
+    for gap in re.finditer(r"\s+", line):
+        path = root / line[:gap.start()]
+        if path.is_file():
+            return path, line[gap.end():].split()
+    path = root / line
+    return (path, []) if path.is_file() else (None, [])
+
+
+def read_list(list_file, data_dir, num_classes: int) -> ImageList:
+    """Parse a list file (see the module docstring); SPQError naming file and line."""
+    source = Path(list_file)
+    try:
+        text = source.read_text()
+    except OSError as e:
+        raise SPQError(f"cannot read the list file {source} ({e.strerror or e})") from None
+    except UnicodeDecodeError:
+        raise SPQError(f"{source} is not a text list file") from None
+    paths, rows, lines = [], [], []
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line:
+            continue
+        where = f"{source}, line {number}"
+        path, labels = _split(line, Path(data_dir))
+        if path is None:
+            guess = Path(data_dir) / line.rsplit(None, num_classes)[0]
+            raise SPQError(f"{where}: {guess} does not exist (paths are relative to --data_dir "
+                           f"{data_dir})")
+        if len(labels) != num_classes or any(v not in ("0", "1") for v in labels):
+            raise SPQError(f"{where}: expected an image path then {num_classes} label values 0 or "
+                           f"1 (--num_cls {num_classes}), got {len(labels)} value(s) after "
+                           f"{path.name!r}: {' '.join(labels)!r}" +
+                           ("" if len(labels) == num_classes else
+                            "; if every line has that many, set --num_cls to it"))
+        paths.append(path)
+        rows.append([int(v) for v in labels])
+        lines.append(number)
+    if not paths:
+        raise SPQError(f"{source} lists no images")
+    return ImageList(source, paths, torch.tensor(rows, dtype=torch.uint8), lines)
+
+
+def load_lists(data_dir, train_list, query_list: Optional[str], gallery_list: Optional[str],
+               num_classes: int, input_size: int, workers: int = 0, budget_bytes: int = 1 << 62,
+               spill_dir=None) -> ImageSet:
+    """Decode the images of the training, query and gallery lists (gallery: the training
+    list when None) into an ImageSet with multi-hot labels. Over `budget_bytes` of
+    decoded pixels, they are memory-mapped from temporary files in `spill_dir`."""
+    named = {"train": train_list, "query": query_list, "gallery": gallery_list}
+    lists = {split: read_list(f, data_dir, num_classes) for split, f in named.items() if f}
+    on_disk = over_budget(sum(len(l.paths) for l in lists.values()), input_size, budget_bytes)
+    loaded = {}
+    for split, entries in lists.items():
+        images, ok = load_images(entries.paths, input_size, workers, spill_dir if on_disk else None,
+                                 desc=f"decoding {split} list")
+        if not ok.all():
+            i = int((~torch.from_numpy(ok)).nonzero()[0])
+            raise SPQError(f"{entries.source}, line {entries.lines[i]}: {entries.paths[i]} cannot be "
+                           f"read as an image ({int((~ok).sum())} unreadable in this list)")
+        loaded[split] = (images, entries.labels)
+    none = (None, None)
+    return ImageSet(*loaded["train"], *loaded.get("query", none), *loaded.get("gallery", none),
+                    on_disk=on_disk)
+
