@@ -19,7 +19,7 @@ ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
 class ImageSet:
     """Training images, query images (test) and the gallery, uint8 (N, 3, H, W).
 
-    Labels are int64 (N,) class indices or (N, C) multi-hot rows, used only for
+    Labels are int64 (N,) class indices or uint8 (N, C) multi-hot rows, used only for
     evaluation; None where a set has none. The gallery is the training set unless
     given. `on_disk`: the images are memory-mapped from a file (streamed), not in RAM.
     """

@@ -4,8 +4,9 @@ Each non-empty line of a list file names one image and its labels:
 
     relative/path/to/image.jpg 0 1 0 0 1 ... 0
 
-the path relative to `--data_dir` (it may contain spaces: the last C fields are the
-labels), then C values 0 or 1, one per class (C = `--num_cls`). An image is relevant
+the path relative to `--data_dir` (it may contain spaces: the path is the shortest
+prefix of the line that names an existing file), then C values 0 or 1, one per class
+(C = `--num_cls`). An image is relevant
 to a query when they share at least one label. Images are decoded once
 (`spq.images`); every line must name a readable image, and a malformed line, a
 missing or unreadable file is an error naming the list file and the line.
@@ -98,4 +99,3 @@ def load_lists(data_dir, train_list, query_list: Optional[str], gallery_list: Op
     none = (None, None)
     return ImageSet(*loaded["train"], *loaded.get("query", none), *loaded.get("gallery", none),
                     on_disk=on_disk)
-

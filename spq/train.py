@@ -19,8 +19,8 @@ from .data import ImageSet, load_cifar10
 from .errors import SPQError
 from .evaluation import evaluate, evaluate_all, format_metrics
 from .folder import load_folder
-from .lists import load_lists
 from .interrupt import Interrupted, StopRequest
+from .lists import load_lists
 from .loss import cqc_loss
 from .model import SPQ
 from .precision import autocast, make_scaler, memory_format
