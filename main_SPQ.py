@@ -4,7 +4,7 @@ import shlex
 import sys
 
 from args import explicit_options, parse_args
-from spq.errors import SPQError
+from spq.errors import SPQError, os_error_message
 from spq.interrupt import Interrupted
 from spq.train import run
 
@@ -34,7 +34,7 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except OSError as e:  # e.g. a full disk while writing a checkpoint (the old one stays intact)
-        print(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
+        print(os_error_message(e), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("aborted; the last complete checkpoint is intact (resume with --resume auto)",

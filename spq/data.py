@@ -31,6 +31,13 @@ class ImageSet:
     gallery_labels: Optional[torch.Tensor] = None
     on_disk: bool = False
 
+    @classmethod
+    def from_splits(cls, loaded, on_disk: bool) -> "ImageSet":
+        """From {"train": (images, labels), and optionally "test" and "gallery"}."""
+        none = (None, None)
+        return cls(*loaded["train"], *loaded.get("test", none), *loaded.get("gallery", none),
+                   on_disk=on_disk)
+
     def gallery(self):
         """(images, labels) of the retrieval database: the gallery, else the training set."""
         if self.gallery_images is not None:

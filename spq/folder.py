@@ -17,7 +17,7 @@ import torch
 
 from .data import ImageSet
 from .errors import SPQError
-from .images import IMAGE_EXTENSIONS, find_images, load_images, over_budget
+from .images import IMAGE_EXTENSIONS, decode_splits, find_images
 
 SPLITS = ("train", "test", "gallery")
 
@@ -57,13 +57,13 @@ def load_folder(data_dir, input_size: int, workers: int = 0, budget_bytes: int =
     Unreadable files are skipped with one warning line on stderr that counts them.
     """
     found = scan(data_dir)
-    on_disk = over_budget(sum(len(paths) for paths, _ in found.values()), input_size, budget_bytes)
+    decoded, on_disk = decode_splits({split: paths for split, (paths, _) in found.items()},
+                                     input_size, workers, budget_bytes, spill_dir)
     classes = sorted({c for _, names in found.values() if names for c in names})
     index = {c: i for i, c in enumerate(classes)}
     loaded, skipped = {}, {}
     for split, (paths, names) in found.items():
-        images, ok = load_images(paths, input_size, workers, spill_dir if on_disk else None,
-                                 desc=f"decoding {split}/")
+        images, ok = decoded[split]
         bad = [p for p, good in zip(paths, ok) if not good]
         if bad:
             skipped[split] = bad
@@ -80,6 +80,4 @@ def load_folder(data_dir, input_size: int, workers: int = 0, budget_bytes: int =
         n = sum(map(len, skipped.values()))
         print(f"warning: skipped {n} file{'s' * (n != 1)} that could not be read as images "
               f"({counts}; e.g. {first})", file=sys.stderr)
-    none = (None, None)
-    return ImageSet(*loaded["train"], *loaded.get("test", none), *loaded.get("gallery", none),
-                    on_disk=on_disk)
+    return ImageSet.from_splits(loaded, on_disk)

@@ -17,7 +17,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -110,11 +110,6 @@ def decode_all(paths: Sequence[Path], size: int, workers: int, out: np.ndarray,
     return ok
 
 
-def over_budget(count: int, size: int, budget_bytes: int) -> bool:
-    """Whether `count` decoded images of side `size` exceed `budget_bytes` of memory."""
-    return count * 3 * size * size > budget_bytes
-
-
 def load_images(paths: Sequence[Path], size: int, workers: int, spill_dir=None,
                 desc: str = "decoding") -> Tuple[torch.Tensor, np.ndarray]:
     """Decode `paths` -> (uint8 tensor (n, 3, size, size) of the readable ones in order,
@@ -123,3 +118,16 @@ def load_images(paths: Sequence[Path], size: int, workers: int, spill_dir=None,
     array = storage(len(paths), size, spill_dir)
     ok = decode_all(paths, size, workers, array, desc)
     return torch.from_numpy(array[:int(ok.sum())]), ok
+
+
+def decode_splits(paths: Dict[str, Sequence[Path]], size: int, workers: int, budget_bytes: int,
+                  spill_dir=None) -> Tuple[Dict[str, Tuple[torch.Tensor, np.ndarray]], bool]:
+    """`load_images` of every split -> ({split: (images, mask read)}, on_disk).
+
+    When all splits together exceed `budget_bytes` of decoded pixels (3 x size^2 bytes
+    per image), every split is memory-mapped from `spill_dir` (on_disk True)."""
+    on_disk = sum(map(len, paths.values())) * 3 * size * size > budget_bytes
+    decoded = {split: load_images(p, size, workers, spill_dir if on_disk else None,
+                                  desc=f"decoding {split}")
+               for split, p in paths.items()}
+    return decoded, on_disk

@@ -20,7 +20,7 @@ import torch
 
 from .data import ImageSet
 from .errors import SPQError
-from .images import load_images, over_budget
+from .images import decode_splits
 
 
 @dataclass
@@ -84,18 +84,16 @@ def load_lists(data_dir, train_list, query_list: Optional[str], gallery_list: Op
     """Decode the images of the training, query and gallery lists (gallery: the training
     list when None) into an ImageSet with multi-hot labels. Over `budget_bytes` of
     decoded pixels, they are memory-mapped from temporary files in `spill_dir`."""
-    named = {"train": train_list, "query": query_list, "gallery": gallery_list}
+    named = {"train": train_list, "test": query_list, "gallery": gallery_list}
     lists = {split: read_list(f, data_dir, num_classes) for split, f in named.items() if f}
-    on_disk = over_budget(sum(len(l.paths) for l in lists.values()), input_size, budget_bytes)
+    decoded, on_disk = decode_splits({split: l.paths for split, l in lists.items()}, input_size,
+                                     workers, budget_bytes, spill_dir)
     loaded = {}
     for split, entries in lists.items():
-        images, ok = load_images(entries.paths, input_size, workers, spill_dir if on_disk else None,
-                                 desc=f"decoding {split} list")
+        images, ok = decoded[split]
         if not ok.all():
             i = int((~torch.from_numpy(ok)).nonzero()[0])
             raise SPQError(f"{entries.source}, line {entries.lines[i]}: {entries.paths[i]} cannot be "
                            f"read as an image ({int((~ok).sum())} unreadable in this list)")
         loaded[split] = (images, entries.labels)
-    none = (None, None)
-    return ImageSet(*loaded["train"], *loaded.get("query", none), *loaded.get("gallery", none),
-                    on_disk=on_disk)
+    return ImageSet.from_splits(loaded, on_disk)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Dict, List
 
 from .checkpoint import atomic_write
-from .errors import SPQError
+from .errors import SPQError, os_error_message
 
 DPI = 110
 
@@ -128,7 +128,7 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except OSError as e:
-        print(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
+        print(os_error_message(e), file=sys.stderr)
         return 1
     return 0
 
