@@ -130,6 +130,12 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="mAP@Top_N: how many retrieved items each query's AP looks at; 0 means "
                         "the whole gallery; paper: 1000 on CIFAR-10, 5000 on FLICKR25K and "
                         "NUS-WIDE")
+    g.add_argument("--adc_distance", default="euclidean", choices=["euclidean", "squared"],
+                   help="how a query descriptor and a gallery code are compared: the sum over "
+                        "books of the Euclidean distance to the selected codeword (euclidean: "
+                        "the paper's and the authors' evaluation), or of its square (squared: "
+                        "the squared distance to the item's reconstruction, as FAISS's IndexPQ "
+                        "ranks)")
     g.add_argument("--output_dir", default=".", type=str,
                    help="folder for log.jsonl, last.pth (every epoch) and best.pth (best mAP)")
     g.add_argument("--resume", default=None, type=str, metavar="PATH|auto",

@@ -46,20 +46,22 @@ def encode_sets(model: SPQ, gallery_images: torch.Tensor, query_images: torch.Te
 
 def evaluate(model: SPQ, gallery_images: torch.Tensor, gallery_labels: torch.Tensor,
              query_images: torch.Tensor, query_labels: torch.Tensor, input_size: int,
-             top_k: Optional[int] = 1000, batch_size: int = 256) -> float:
+             top_k: Optional[int] = 1000, batch_size: int = 256,
+             distance: str = "euclidean") -> float:
     """mAP@top_k of the model: gallery stored as codes, queries as descriptors (ADC)."""
     codes, queries = encode_sets(model, gallery_images, query_images, input_size, batch_size)
     return mean_average_precision(queries, query_labels, codes, gallery_labels,
-                                  model.codebooks.detach(), top_k)
+                                  model.codebooks.detach(), top_k, distance)
 
 
 def evaluate_all(model: SPQ, gallery_images: torch.Tensor, gallery_labels: torch.Tensor,
                  query_images: torch.Tensor, query_labels: torch.Tensor, input_size: int,
-                 top_k: Optional[int] = 1000, batch_size: int = 256) -> Dict[str, object]:
+                 top_k: Optional[int] = 1000, batch_size: int = 256,
+                 distance: str = "euclidean") -> Dict[str, object]:
     """Every metric of `spq.retrieval.retrieval_metrics` for the model."""
     codes, queries = encode_sets(model, gallery_images, query_images, input_size, batch_size)
     return retrieval_metrics(queries, query_labels, codes, gallery_labels,
-                             model.codebooks.detach(), top_k)
+                             model.codebooks.detach(), top_k, distance=distance)
 
 
 def format_metrics(result: Dict[str, object]) -> str:
@@ -68,6 +70,7 @@ def format_metrics(result: Dict[str, object]) -> str:
     pr = result["precision_recall"]
     lines = [f"{result['checkpoint']} (epoch {result['epoch']}): {result['bits']} bits, "
              f"{result['queries']} queries, {result['gallery']} gallery codes, {result['seconds']:.1f}s",
+             f"ADC distance: {result['adc_distance']}",
              f"mAP@{top} = {result['mAP']:.4f}   mAP over the whole gallery = {result['mAP_all']:.4f}",
              "precision@k: " + "  ".join(f"@{k} {v:.4f}" for k, v in result["precision_at_k"].items()),
              "precision-recall at rank cut-offs:"]

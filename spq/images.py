@@ -17,7 +17,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -80,6 +80,19 @@ def storage(count: int, size: int, spill_dir=None) -> np.ndarray:
         return np.memmap(f, np.uint8, "r+", shape=shape)  # the mapping outlives the file
 
 
+def decode_stream(paths: Sequence[Path], size: int, workers: int) -> Iterator[List[Optional[np.ndarray]]]:
+    """Decode `paths` in order, CHUNK files at a time: yields each chunk's images (uint8
+    (3, size, size), None for an unreadable file), from `workers` processes (0 or 1: here)."""
+    tasks = [([str(p) for p in paths[i:i + CHUNK]], size) for i in range(0, len(paths), CHUNK)]
+    workers = min(workers, len(tasks), os.cpu_count() or 1)
+    pool = _pool(workers) if workers > 1 else None
+    try:
+        yield from (pool.imap(_decode_chunk, tasks) if pool else map(_decode_chunk, tasks))
+    finally:
+        if pool:
+            pool.terminate()
+
+
 def decode_all(paths: Sequence[Path], size: int, workers: int, out: np.ndarray,
                desc: str = "decoding") -> np.ndarray:
     """Decode `paths` into `out[:n]` in order, skipping unreadable files.
@@ -88,25 +101,17 @@ def decode_all(paths: Sequence[Path], size: int, workers: int, out: np.ndarray,
     fill `out` from the start, in the order of `paths`.
     """
     ok = np.zeros(len(paths), bool)
-    tasks = [([str(p) for p in paths[i:i + CHUNK]], size) for i in range(0, len(paths), CHUNK)]
-    workers = min(workers, len(tasks), os.cpu_count() or 1)
-    pool = _pool(workers) if workers > 1 else None
-    results = pool.imap(_decode_chunk, tasks) if pool else map(_decode_chunk, tasks)
     filled, i = 0, 0
-    try:
-        with tqdm(total=len(paths), desc=desc, unit="img", leave=False, disable=None,
-                  dynamic_ncols=True, file=sys.stderr) as bar:
-            for chunk in results:
-                for image in chunk:
-                    if image is not None:
-                        out[filled] = image
-                        ok[i] = True
-                        filled += 1
-                    i += 1
-                bar.update(len(chunk))
-    finally:
-        if pool:
-            pool.terminate()
+    with tqdm(total=len(paths), desc=desc, unit="img", leave=False, disable=None,
+              dynamic_ncols=True, file=sys.stderr) as bar:
+        for chunk in decode_stream(paths, size, workers):
+            for image in chunk:
+                if image is not None:
+                    out[filled] = image
+                    ok[i] = True
+                    filled += 1
+                i += 1
+            bar.update(len(chunk))
     return ok
 
 

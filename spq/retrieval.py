@@ -1,7 +1,7 @@
 """Retrieval metrics under the ADC ranking: mAP, precision@k, precision-recall.
 
-Each query ranks the gallery by asymmetric distance (see `spq.adc`), ties by gallery
-index. An item is relevant to a query when they share a label: class indices (N,) or
+Each query ranks the gallery by asymmetric distance (see `spq.adc`; `distance`
+"euclidean", the paper's, or "squared", FAISS's), ties by gallery index. An item is relevant to a query when they share a label: class indices (N,) or
 multi-hot rows (N, C).
 - AP@n of a query: the mean, over the relevant items among its first n results, of the
   precision at each one's rank (0 when none is there); mAP@n averages it over queries.
@@ -71,16 +71,16 @@ def _check(queries: torch.Tensor, query_labels: torch.Tensor, codes: torch.Tenso
     return query_labels.to(device), gallery_labels.to(device)
 
 
-def _ranked_relevance(queries, query_labels, codes, gallery_labels, codebooks, k):
+def _ranked_relevance(queries, query_labels, codes, gallery_labels, codebooks, k, distance):
     """Yields (first query, (B, min(k, G)) bool relevance in ADC rank order) per chunk."""
     query_labels, gallery_labels = _check(queries, query_labels, codes, gallery_labels)
-    for start, idx in search(queries, codes, codebooks, k):
+    for start, idx in search(queries, codes, codebooks, k, distance):
         yield start, relevant(query_labels[start:start + len(idx)], gallery_labels, idx)
 
 
 def average_precisions(queries: torch.Tensor, query_labels: torch.Tensor, codes: torch.Tensor,
                        gallery_labels: torch.Tensor, codebooks: torch.Tensor,
-                       top_k: Optional[int] = 1000) -> torch.Tensor:
+                       top_k: Optional[int] = 1000, distance: str = "euclidean") -> torch.Tensor:
     """AP@top_k of every query under ADC ranking (top_k None: the whole gallery).
 
     queries: (Q, M*L), query_labels: (Q,) or (Q, C), codes: (G, M), gallery_labels:
@@ -88,26 +88,27 @@ def average_precisions(queries: torch.Tensor, query_labels: torch.Tensor, codes:
     """
     k = codes.shape[0] if top_k is None else top_k
     out = [average_precision(rel) for _, rel in
-           _ranked_relevance(queries, query_labels, codes, gallery_labels, codebooks, k)]
+           _ranked_relevance(queries, query_labels, codes, gallery_labels, codebooks, k, distance)]
     return torch.cat(out) if out else queries.new_zeros(0)
 
 
 def mean_average_precision(queries: torch.Tensor, query_labels: torch.Tensor, codes: torch.Tensor,
                            gallery_labels: torch.Tensor, codebooks: torch.Tensor,
-                           top_k: Optional[int] = 1000) -> float:
+                           top_k: Optional[int] = 1000, distance: str = "euclidean") -> float:
     """mAP@top_k under ADC ranking: the mean of `average_precisions` over all queries."""
     return average_precisions(queries, query_labels, codes, gallery_labels, codebooks,
-                              top_k).mean().item()
+                              top_k, distance).mean().item()
 
 
 def precision_at_k(queries: torch.Tensor, query_labels: torch.Tensor, codes: torch.Tensor,
                    gallery_labels: torch.Tensor, codebooks: torch.Tensor,
-                   ks: Sequence[int] = DEFAULT_KS) -> Dict[int, float]:
+                   ks: Sequence[int] = DEFAULT_KS, distance: str = "euclidean") -> Dict[int, float]:
     """Mean precision@k over queries, for each k in ks (k above G counts as G)."""
     g = codes.shape[0]
     ks = sorted({min(k, g) for k in ks})
     sums = torch.zeros(len(ks), dtype=torch.float64)
-    for _, rel in _ranked_relevance(queries, query_labels, codes, gallery_labels, codebooks, ks[-1]):
+    for _, rel in _ranked_relevance(queries, query_labels, codes, gallery_labels, codebooks, ks[-1],
+                                    distance):
         sums += _precision_sums(rel.cumsum(1, dtype=torch.int32), ks)
     return {k: float(v) / max(queries.shape[0], 1) for k, v in zip(ks, sums)}
 
@@ -129,20 +130,22 @@ def _curve(hits: torch.Tensor, cutoffs: Sequence[int]):
 
 def precision_recall_curve(queries: torch.Tensor, query_labels: torch.Tensor, codes: torch.Tensor,
                            gallery_labels: torch.Tensor, codebooks: torch.Tensor,
-                           cutoffs: Optional[Sequence[int]] = None) -> Dict[str, list]:
+                           cutoffs: Optional[Sequence[int]] = None,
+                           distance: str = "euclidean") -> Dict[str, list]:
     """Mean precision and recall of the ADC ranking at rank cut-offs (default `recall_cutoffs`).
 
     Ranks the whole gallery for every query. Recall is averaged over the queries with at
     least one relevant item in the gallery; their number is returned too.
     """
     return retrieval_metrics(queries, query_labels, codes, gallery_labels, codebooks,
-                             top_k=None, ks=(), cutoffs=cutoffs)["precision_recall"]
+                             top_k=None, ks=(), cutoffs=cutoffs, distance=distance)["precision_recall"]
 
 
 def retrieval_metrics(queries: torch.Tensor, query_labels: torch.Tensor, codes: torch.Tensor,
                       gallery_labels: torch.Tensor, codebooks: torch.Tensor,
                       top_k: Optional[int] = 1000, ks: Sequence[int] = DEFAULT_KS,
-                      cutoffs: Optional[Sequence[int]] = None) -> Dict[str, object]:
+                      cutoffs: Optional[Sequence[int]] = None,
+                      distance: str = "euclidean") -> Dict[str, object]:
     """Every metric from one pass over the whole ranking of every query.
 
     Returns mAP (at top_k), mAP_all (whole gallery), precision_at_k {k: value} and
@@ -159,7 +162,8 @@ def retrieval_metrics(queries: torch.Tensor, query_labels: torch.Tensor, codes: 
     recall = torch.zeros(len(cutoffs), dtype=torch.float64)
     with_relevant = 0
     # whole rows come from `search` in chunks of at most MAX_DISTANCES_PER_CHUNK entries
-    for _, rel in _ranked_relevance(queries, query_labels, codes, gallery_labels, codebooks, g):
+    for _, rel in _ranked_relevance(queries, query_labels, codes, gallery_labels, codebooks, g,
+                                    distance):
         ap_top += average_precision(rel[:, :k_map]).double().sum().item()       # rel: (B, G)
         ap_all += average_precision(rel).double().sum().item()
         hits = rel.cumsum(1, dtype=torch.int32)                                  # (B, G)

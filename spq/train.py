@@ -253,15 +253,18 @@ def run(args, explicit: Iterable[str] = ()) -> int:
     queries = (place(data.test_images, True), place(data.test_labels))
 
     def measure() -> float:
-        return evaluate(model, *gallery, *queries, args.input_size, top_k)
+        return evaluate(model, *gallery, *queries, args.input_size, top_k,
+                        distance=args.adc_distance)
 
     out = Path(args.output_dir)
     _prepare_output(out, resuming=ckpt is not None)
     if args.eval_only:
         load_state(model, ckpt["model"], "model", resume)
         t0 = time.time()
-        metrics = evaluate_all(model, *gallery, *queries, args.input_size, top_k)
+        metrics = evaluate_all(model, *gallery, *queries, args.input_size, top_k,
+                               distance=args.adc_distance)
         result = {"checkpoint": str(resume), "epoch": ckpt["epoch"], "bits": model.bits,
+                  "adc_distance": args.adc_distance,
                   "queries": len(queries[0]), "gallery": len(gallery[0]),
                   "queries_without_labels": data.unlabelled_queries(), **metrics,
                   "top_n": args.Top_N, "seconds": round(time.time() - t0, 3)}
@@ -336,6 +339,7 @@ def run(args, explicit: Iterable[str] = ()) -> int:
                 is_best = best is None or m > best
                 best = m if is_best else best
                 record.update({"mAP": m, "bits": model.bits, "top_n": args.Top_N,
+                               "adc_distance": args.adc_distance,
                                "eval_seconds": round(time.time() - t1, 3)})
                 print(f"epoch {epoch}: mAP@{args.Top_N or 'all'} = {m:.4f}  (best {best:.4f}, "
                       f"{model.bits} bits, eval {record['eval_seconds']:.1f}s)")

@@ -7,6 +7,10 @@ import pytest
 import torch
 
 from conftest import SMALL, assert_clean_failure, assert_same_weights, read_log, spq
+from spq.data import load_cifar10
+from spq.evaluation import encode_sets
+from spq.index import load_model
+from spq.retrieval import mean_average_precision
 
 
 def test_two_epochs_log_lines_and_files(two_epochs):
@@ -71,6 +75,22 @@ def test_eval_only(data, two_epochs, tmp_path):
     assert curve["precision"][-1] == pytest.approx(0.1, abs=0.05)  # 10 balanced classes
     assert curve["recall"] == sorted(curve["recall"])
     assert "precision@k: @1 " in result.stdout and "precision-recall at rank cut-offs:" in result.stdout
+
+
+def test_eval_only_with_squared_distances(data, two_epochs, tmp_path):
+    out, _ = two_epochs
+    result = spq("--data_dir", data, "--resume", Path(out) / "best.pth", "--eval_only", "--device", "cpu",
+                 "--output_dir", tmp_path, "--adc_distance", "squared")
+    assert result.returncode == 0, result.stderr
+    assert "ADC distance: squared" in result.stdout
+    written = json.loads((tmp_path / "retrieval.json").read_text())
+    model, _ = load_model(Path(out) / "best.pth", torch.device("cpu"))
+    cifar = load_cifar10(data)
+    codes, queries = encode_sets(model, cifar.train_images, cifar.test_images, 32)
+    expected = mean_average_precision(queries, cifar.test_labels, codes, cifar.train_labels,
+                                      model.codebooks.detach(), 1000, "squared")
+    assert written["adc_distance"] == "squared"
+    assert written["mAP"] == pytest.approx(expected, abs=1e-6)
 
 
 def test_resume_refuses_a_different_model(data, two_epochs):

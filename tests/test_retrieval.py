@@ -9,7 +9,7 @@ import spq.retrieval as R
 from spq.quantization import encode
 
 
-def adc_loops(queries, codes, books):
+def adc_loops(queries, codes, books, squared=False):
     m_books, _, length = books.shape
     out = torch.zeros(queries.shape[0], codes.shape[0], dtype=torch.float64)
     for q in range(queries.shape[0]):
@@ -18,13 +18,14 @@ def adc_loops(queries, codes, books):
             for m in range(m_books):
                 sub = queries[q, m * length:(m + 1) * length].double()
                 word = books[m, int(codes[g, m])].double()
-                total += math.sqrt(float(((sub - word) ** 2).sum()))
+                d2 = float(((sub - word) ** 2).sum())
+                total += d2 if squared else math.sqrt(d2)
             out[q, g] = total
     return out
 
 
-def map_loops(queries, qlabels, codes, glabels, books, top_k):
-    dist = adc_loops(queries, codes, books).float()   # float32, as the program ranks
+def map_loops(queries, qlabels, codes, glabels, books, top_k, squared=False):
+    dist = adc_loops(queries, codes, books, squared).float()   # float32, as the program ranks
     aps = []
     for q in range(queries.shape[0]):
         order = sorted(range(codes.shape[0]), key=lambda g: (float(dist[q, g]), g))
@@ -79,6 +80,17 @@ def test_map_matches_loops_random(top_k, multi_hot, seed):
     case = random_case(seed, multi_hot=multi_hot)
     assert R.mean_average_precision(*case, top_k=top_k) == pytest.approx(
         map_loops(*case, top_k), abs=1e-5)
+
+
+@pytest.mark.parametrize("top_k", [1, 5, None])
+@pytest.mark.parametrize("multi_hot", [False, True])
+def test_map_with_squared_distances_matches_loops(top_k, multi_hot):
+    case = random_case(4, multi_hot=multi_hot)
+    got = R.mean_average_precision(*case, top_k=top_k, distance="squared")
+    assert got == pytest.approx(map_loops(*case, top_k, squared=True), abs=1e-5)
+    heavy = random_case(5, q=15, g=60, m_books=1, k_words=2, length=3, classes=3)
+    assert R.mean_average_precision(*heavy, top_k=top_k, distance="squared") == pytest.approx(
+        map_loops(*heavy, top_k, squared=True), abs=1e-5)
 
 
 @pytest.mark.parametrize("top_k", [1, 3, 10, 100, None])

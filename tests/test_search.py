@@ -6,6 +6,12 @@ import spq.adc as A
 from spq.quantization import encode
 
 
+@pytest.fixture(autouse=True)
+def filter_even_for_few_queries(monkeypatch):
+    """The small cases here must exercise the filtered path, which few queries skip."""
+    monkeypatch.setattr(A, "MIN_QUERIES_PER_WORD", 0)
+
+
 def reference_top_k(queries, codes, books, k):
     """Whole rows of exact distances, stably sorted: (distance, gallery index) order."""
     dist = A.lookup_distances(A.adc_tables(queries, books), codes)
@@ -140,3 +146,59 @@ def test_plan_bounds_memory_at_a_million_items(m_books, k_words):
     assert p.exact_rows * g <= A.MAX_DISTANCES_PER_CHUNK
     whole = A.plan(g, m_books, k_words, g, torch.device("cpu"))         # whole-gallery ranking
     assert not whole.filtered and whole.exact_rows == 8
+
+
+@pytest.mark.parametrize("q", [1, 5])
+def test_few_queries_skip_the_filter_with_the_same_ranking(monkeypatch, q):
+    monkeypatch.setattr(A, "MIN_QUERIES_PER_WORD", 3)
+    queries, codes, books = case(11, q, 3000)
+    assert not A.plan(3000, 8, 16, 10, torch.device("cpu"), num_queries=q).filtered
+    assert A.plan(3000, 8, 16, 10, torch.device("cpu"), num_queries=48).filtered
+    assert torch.equal(searched(queries, codes, books, 10), reference_top_k(queries, codes, books, 10))
+
+
+def squared_loops(queries, codes, books):
+    """Plainly: sum over books of the squared distance to the selected codeword."""
+    m_books, _, length = books.shape
+    out = torch.zeros(len(queries), len(codes), dtype=torch.float64)
+    for i, x in enumerate(queries.double()):
+        for j, code in enumerate(codes):
+            for m in range(m_books):
+                sub = x[m * length:(m + 1) * length]
+                out[i, j] += ((sub - books[m, int(code[m])].double()) ** 2).sum()
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_squared_distance_is_the_distance_to_the_reconstruction(seed):
+    queries, codes, books = case(seed, 4, 30)
+    dist = A.adc_distances(queries, codes, books, "squared").double()
+    torch.testing.assert_close(dist, squared_loops(queries, codes, books), rtol=1e-5, atol=1e-5)
+    recon = torch.stack([torch.cat([books[m, int(c[m])] for m in range(8)]) for c in codes])
+    torch.testing.assert_close(dist, torch.cdist(queries.double(), recon.double()) ** 2,
+                               rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("seed,q,g,k", [(0, 20, 400, 10), (2, 33, 5000, 50)])
+def test_squared_search_equals_stable_sort(seed, q, g, k):
+    queries, codes, books = case(seed, q, g, 3, 4)          # few codes: ties everywhere
+    dist = A.lookup_distances(A.adc_tables(queries, books, "squared"), codes)
+    expected = torch.sort(dist, dim=1, stable=True).indices[:, :k]
+    out = torch.cat([idx for _, idx in A.search(queries, codes, books, k, "squared")])
+    assert torch.equal(out, expected)
+
+
+@pytest.mark.parametrize("distance", ["euclidean", "squared"])
+def test_result_distances_are_the_ranking_distances(distance):
+    queries, codes, books = case(12, 6, 700)
+    idx = torch.cat([i for _, i in A.search(queries, codes, books, 25, distance)])
+    full = A.lookup_distances(A.adc_tables(queries, books, distance), codes)
+    got = A.result_distances(queries, codes, books, idx, distance)
+    assert torch.equal(got, full.gather(1, idx))
+    assert (got[:, 1:] >= got[:, :-1]).all()
+
+
+def test_unknown_distance_is_refused():
+    queries, codes, books = case(13, 2, 10)
+    with pytest.raises(ValueError, match="euclidean, squared"):
+        A.adc_distances(queries, codes, books, "cosine")

@@ -1,0 +1,57 @@
+"""mAP of one trained model under SPQ's distance, the squared distance, and FAISS; one JSON line.
+
+    python bench/faiss_map.py --checkpoint CKPT --data_dir DIR [--top_k 1000] [--device cpu]
+
+Encodes CIFAR-10 once (DIR/cifar-10-batches-py: the training set as gallery codes, the
+test set as query descriptors) and measures mAP@top_k three ways: SPQ's evaluation
+(sum over books of Euclidean distances), the sum of squared distances (`spq.adc`,
+distance "squared"), and the ranking of a faiss.IndexPQ holding the same codebooks and
+codes (`spq.faiss_export`), which ranks by squared distance too. Needs faiss-cpu.
+"""
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from spq.data import load_cifar10  # noqa: E402
+from spq.evaluation import encode_sets  # noqa: E402
+from spq.faiss_export import to_faiss  # noqa: E402
+from spq.index import load_model  # noqa: E402
+from spq.retrieval import average_precision, mean_average_precision, relevant  # noqa: E402
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data_dir", required=True)
+    p.add_argument("--top_k", type=int, default=1000)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    args = p.parse_args()
+    model, ckpt = load_model(args.checkpoint, torch.device(args.device))
+    data = load_cifar10(args.data_dir)
+    t0 = time.perf_counter()
+    codes, queries = encode_sets(model, data.train_images, data.test_images, ckpt["args"]["input_size"])
+    encode_s = time.perf_counter() - t0
+    books = model.codebooks.detach()
+    figures = {"checkpoint": args.checkpoint, "epoch": ckpt["epoch"], "queries": len(queries),
+               "gallery": len(codes), "top_k": args.top_k, "encode_s": round(encode_s, 1)}
+    for distance in ("euclidean", "squared"):
+        t0 = time.perf_counter()
+        figures[f"mAP_{distance}"] = round(mean_average_precision(
+            queries, data.test_labels, codes, data.train_labels, books, args.top_k, distance), 4)
+        figures[f"{distance}_s"] = round(time.perf_counter() - t0, 2)
+    t0 = time.perf_counter()
+    served = to_faiss(books.cpu(), codes.cpu())
+    _, found = served.search(queries.cpu().numpy(), args.top_k)                 # (Q, top_k)
+    rel = relevant(data.test_labels, data.train_labels, torch.from_numpy(found).long())
+    figures["mAP_faiss"] = round(average_precision(rel).mean().item(), 4)
+    figures["faiss_s"] = round(time.perf_counter() - t0, 2)
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

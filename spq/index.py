@@ -1,0 +1,409 @@
+"""Search a collection with a trained model: build an index of its codes, then query it.
+
+    python -m spq.index build --checkpoint CKPT --data_dir DIR [--dataset cifar10|folder]
+                              --out INDEX [--faiss FAISS_FILE]
+    python -m spq.index query --index INDEX --checkpoint CKPT IMAGE [IMAGE ...]
+                              [--top_k 10] [--json] [--grid PNG]
+
+`build` encodes a collection batch by batch (decoding, the network and the codes stream;
+only the codes are kept): a folder dataset's gallery/ (else its train/), or CIFAR-10's
+training set, the protocol's database. It writes one file, `torch.save` of tensors and
+plain values, read back with `weights_only=True` (no pickled objects): the codebooks,
+the codes, each item's file (relative to the data folder) or position in its split, its
+class when known, and the configuration.
+
+`query` decodes each image by the rule of folder datasets (`spq.images`), describes it
+with the checkpoint's network in eval mode, and ranks the index by ADC distance with the
+evaluation's search (`spq.adc.search`; ties by index order). A query's class is the name
+of the nearest folder above it that names a class of the index (so queries from the
+dataset's own test/<class>/ folders are labelled); results are then marked as of the
+same class or not.
+"""
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Tuple
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .adc import DISTANCES, result_distances, search
+from .checkpoint import atomic_save, load_checkpoint, load_state
+from .data import CLASSES, load_cifar10
+from .errors import SPQError, os_error_message
+from .evaluation import describe
+from .folder import scan
+from .grid import QUERY, result_colour, save_grid
+from .images import decode, decode_stream
+from .model import SPQ
+from .quantization import code_dtype, encode
+
+FORMAT = "spq-index"
+VERSION = 1
+BATCH = 256          # CIFAR-10 images per encoding batch (folder images come CHUNK at a time)
+
+
+@dataclass
+class Index:
+    """An encoded collection. G items, M books of K codewords of length L."""
+    codebooks: torch.Tensor           # (M, K, L) float32
+    codes: torch.Tensor               # (G, M), the smallest integer dtype for K
+    positions: torch.Tensor           # (G,) int64, each item's place in its split
+    paths: Optional[List[str]]        # folder: each item's file, relative to data_dir
+    labels: Optional[torch.Tensor]    # (G,) int64 indices into `classes`, or None
+    classes: Optional[List[str]]
+    config: Dict                      # dataset, data_dir, split, input_size, checkpoint, epoch
+
+    def __len__(self) -> int:
+        return self.codes.shape[0]
+
+    def name(self, i: int) -> str:
+        """How item i is shown: its file, or 'cifar10 train #123'."""
+        if self.paths is not None:
+            return self.paths[i]
+        return f"{self.config['dataset']} {self.config['split']} #{int(self.positions[i])}"
+
+    def class_of(self, i: int) -> Optional[str]:
+        return None if self.labels is None else self.classes[int(self.labels[i])]
+
+    def to_dict(self) -> Dict:
+        # paths as one string, one per line: unpickling a million separate strings under
+        # weights_only=True takes seconds, one string milliseconds
+        paths = None if self.paths is None else "\n".join(self.paths)
+        return {"format": FORMAT, "version": VERSION, "codebooks": self.codebooks, "codes": self.codes,
+                "positions": self.positions, "paths": paths, "labels": self.labels,
+                "classes": self.classes, "config": self.config}
+
+
+def _validate(d: Dict) -> Optional[str]:
+    """What is wrong with a loaded index dict, or None."""
+    books, codes = d.get("codebooks"), d.get("codes")
+    if not (isinstance(books, torch.Tensor) and books.ndim == 3 and books.is_floating_point()):
+        return "no (M, K, L) codebooks"
+    m_books, k_words, _ = books.shape
+    if not (isinstance(codes, torch.Tensor) and codes.ndim == 2 and codes.shape[1] == m_books
+            and codes.dtype == code_dtype(k_words)):
+        return f"no (G, {m_books}) codes of dtype {code_dtype(k_words)}"
+    g = codes.shape[0]
+    if g and (int(codes.min()) < 0 or int(codes.max()) >= k_words):
+        return f"codes outside 0..{k_words - 1}"
+    positions, paths, labels, classes = (d.get(k) for k in ("positions", "paths", "labels", "classes"))
+    if not (isinstance(positions, torch.Tensor) and positions.shape == (g,)):
+        return f"no ({g},) item positions"
+    if paths is not None and not (isinstance(paths, str) and g and paths.count("\n") == g - 1):
+        return f"paths that are not {g} lines"
+    if labels is not None:
+        if not (isinstance(labels, torch.Tensor) and labels.shape == (g,) and isinstance(classes, list)):
+            return f"labels that are not ({g},) class indices with class names"
+        if g and (int(labels.min()) < 0 or int(labels.max()) >= len(classes)):
+            return "labels outside its classes"
+    config = d.get("config")
+    if not (isinstance(config, dict) and isinstance(config.get("input_size"), int)):
+        return "no configuration"
+    return None
+
+
+def load_index(path) -> Index:
+    """Read and check an index file; SPQError when it is missing, corrupt or foreign."""
+    path = Path(path)
+    if not path.is_file():
+        raise SPQError(f"index {path} does not exist (write one with python -m spq.index build)")
+    try:
+        d = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise SPQError(f"cannot read index {path}: it is truncated, corrupt or not a PyTorch file "
+                       f"({type(e).__name__})") from None
+    if not isinstance(d, dict) or d.get("format") != FORMAT:
+        raise SPQError(f"{path} is not an SPQ index (write one with python -m spq.index build)")
+    if d.get("version") != VERSION:
+        raise SPQError(f"{path} has index version {d.get('version')}, this program reads version "
+                       f"{VERSION}: build it again")
+    problem = _validate(d)
+    if problem:
+        raise SPQError(f"{path} is a damaged SPQ index: it has {problem}; build it again")
+    if d["paths"] is not None:
+        d["paths"] = d["paths"].split("\n")
+    return Index(*(d[k] for k in ("codebooks", "codes", "positions", "paths", "labels", "classes",
+                                  "config")))
+
+
+def load_model(checkpoint, device: torch.device) -> Tuple[SPQ, Dict]:
+    """The checkpoint's network on `device` in eval mode, and the checkpoint."""
+    from .train import build_model
+    ckpt = load_checkpoint(checkpoint)
+    model = build_model(argparse.Namespace(**ckpt["args"]), device)
+    load_state(model, ckpt["model"], "model", checkpoint)
+    return model.eval(), ckpt
+
+
+@dataclass
+class Collection:
+    """What `build` encodes: its batches of uint8 images, and about every item."""
+    batches: Iterator[Tuple[torch.Tensor, np.ndarray]]   # (images read, mask read of the batch)
+    count: int
+    split: str
+    paths: Optional[List[str]]
+    labels: Optional[List[int]]
+    classes: Optional[List[str]]
+
+
+def _folder_batches(files: List[Path], size: int, workers: int):
+    for chunk in decode_stream(files, size, workers):
+        ok = np.array([image is not None for image in chunk])
+        good = [image for image in chunk if image is not None]
+        images = torch.from_numpy(np.stack(good)) if good else torch.zeros(0, 3, size, size, dtype=torch.uint8)
+        yield images, ok
+
+
+def open_collection(dataset: str, data_dir, split: str, input_size: int, workers: int) -> Collection:
+    """The images to index: split "gallery" is a folder's gallery/ (else train/), or CIFAR-10's
+    training set; "train" and "test" name a split."""
+    if dataset == "cifar10":
+        data = load_cifar10(data_dir, len(CLASSES))
+        split = "train" if split == "gallery" else split
+        images, labels = (data.test_images, data.test_labels) if split == "test" else \
+            (data.train_images, data.train_labels)
+        batches = ((b, np.ones(len(b), bool)) for b in images.split(BATCH))
+        return Collection(batches, len(images), split, None, labels.tolist(), list(CLASSES))
+    found = scan(data_dir)
+    if split == "gallery" and "gallery" not in found:
+        split = "train"
+    if split not in found:
+        raise SPQError(f"--split {split}: {Path(data_dir) / split} does not exist")
+    files, names = found[split]
+    odd = next((f for f in files if "\n" in str(f)), None)
+    if odd is not None:
+        raise SPQError(f"{odd!r}: a file name with a line break cannot be indexed; rename it")
+    classes = sorted({c for _, n in found.values() if n for c in n}) or None
+    number = {c: i for i, c in enumerate(classes or [])}
+    root = Path(data_dir)
+    return Collection(_folder_batches(files, input_size, workers), len(files), split,
+                      [p.relative_to(root).as_posix() for p in files],
+                      None if names is None else [number[n] for n in names],
+                      classes if names is not None else None)
+
+
+@torch.no_grad()
+def build_index(model: SPQ, ckpt: Dict, checkpoint, dataset: str, data_dir, split: str = "gallery",
+                workers: int = 0) -> Index:
+    """Encode a collection (see `open_collection`) into an Index; unreadable files are skipped
+    with one warning line."""
+    input_size = ckpt["args"]["input_size"]
+    source = open_collection(dataset, data_dir, split, input_size, workers)
+    codes, read = [], []
+    with tqdm(total=source.count, desc="encoding", unit="img", leave=False, disable=None,
+              dynamic_ncols=True, file=sys.stderr) as bar:
+        for images, ok in source.batches:
+            if len(images):
+                codes.append(encode(describe(model, images, input_size), model.codebooks).cpu())  # (b, M)
+            read.append(ok)
+            bar.update(len(ok))
+    read = np.concatenate(read) if read else np.zeros(0, bool)
+    kept = np.flatnonzero(read)
+    if not len(kept):
+        raise SPQError(f"none of the {source.count} images of {data_dir} ({source.split}) could be read")
+    if len(kept) < len(read):
+        first = source.paths[int(np.flatnonzero(~read)[0])]
+        print(f"warning: skipped {len(read) - len(kept)} file(s) that could not be read as images "
+              f"(e.g. {first})", file=sys.stderr)
+    args = ckpt["args"]
+    config = {"dataset": dataset, "data_dir": str(Path(data_dir).resolve()), "split": source.split,
+              "input_size": input_size, "checkpoint": str(Path(checkpoint).resolve()),
+              "epoch": ckpt["epoch"], "N_books": args["N_books"], "N_words": args["N_words"],
+              "L_word": args["L_word"]}
+    return Index(codebooks=model.codebooks.detach().float().cpu().contiguous(), codes=torch.cat(codes),
+                 positions=torch.from_numpy(kept).long(),
+                 paths=None if source.paths is None else [source.paths[i] for i in kept],
+                 labels=None if source.labels is None else torch.tensor(source.labels)[kept],
+                 classes=source.classes, config=config)
+
+
+def check_same_model(index: Index, model: SPQ, index_path, checkpoint) -> None:
+    """SPQError unless the model's codebooks are the ones the index was built with."""
+    if not torch.equal(model.codebooks.detach().float().cpu(), index.codebooks):
+        raise SPQError(f"{index_path} was built with another model than {checkpoint} (their "
+                       f"codebooks differ); query with the checkpoint it was built from: "
+                       f"{index.config.get('checkpoint')}")
+
+
+def query_class(image: Path, index: Index) -> Optional[str]:
+    """The query's class: the name of the nearest folder above it that names a class of the
+    index (class/img.jpg, class/sub/img.jpg), or None."""
+    if index.labels is None:
+        return None
+    return next((f.name for f in Path(image).resolve().parents if f.name in index.classes), None)
+
+
+@torch.no_grad()
+def query_index(index: Index, model: SPQ, images: List[str], k: int,
+                distance: str = "euclidean") -> List[Dict]:
+    """The top k items of each query image, as dicts of its image, class and results."""
+    size = index.config["input_size"]
+    pixels = []
+    for image in images:
+        if not Path(image).is_file():
+            raise SPQError(f"query image {image} does not exist")
+        decoded = decode(image, size)
+        if decoded is None:
+            raise SPQError(f"query image {image} cannot be read as an image")
+        pixels.append(torch.from_numpy(decoded))
+    x = describe(model, torch.stack(pixels), size)                             # (n, M*L)
+    idx = torch.cat([i for _, i in search(x, index.codes, index.codebooks, k, distance)]).cpu()  # (n, k)
+    dist = result_distances(x, index.codes, index.codebooks, idx, distance).cpu()  # (n, k)
+    out = []
+    for image, items, ds in zip(images, idx.tolist(), dist.tolist()):
+        cls = query_class(Path(image), index)
+        results = []
+        for rank, (item, d) in enumerate(zip(items, ds), start=1):
+            item_class = index.class_of(item)
+            results.append({"rank": rank, "item": item, "name": index.name(item),
+                            "position": int(index.positions[item]), "distance": d,
+                            "class": item_class,
+                            "same_class": None if cls is None or item_class is None else item_class == cls})
+        out.append({"image": str(image), "class": cls, "results": results})
+    return out
+
+
+def format_results(found: List[Dict], distance: str) -> str:
+    """The human-readable listing of `query_index`'s results."""
+    lines = []
+    for q in found:
+        lines.append(f"{q['image']}" + (f"  (class {q['class']})" if q["class"] else ""))
+        for r in q["results"]:
+            mark = "" if r["same_class"] is None else ", same class" if r["same_class"] else ", other class"
+            cls = f"  ({r['class']}{mark})" if r["class"] else ""
+            lines.append(f"  {r['rank']:>3}. {r['distance']:10.4f}  {r['name']}{cls}")
+    lines.append(f"(ADC distance: {distance}; smaller is nearer)")
+    return "\n".join(lines)
+
+
+def result_pixels(index: Index, items: List[int], tile: int, data_dir=None) -> List[Optional[np.ndarray]]:
+    """uint8 pictures (3, h, w) of index items for the grid, None where one cannot be read."""
+    root = Path(data_dir or index.config["data_dir"])
+    if index.paths is not None:
+        return [decode(root / index.paths[i], tile) for i in items]
+    data = load_cifar10(root, len(CLASSES))
+    images = data.test_images if index.config["split"] == "test" else data.train_images
+    return [images[int(index.positions[i])].numpy() for i in items]
+
+
+def write_grid(found: List[Dict], index: Index, tile: int, path, data_dir=None) -> None:
+    """One row per query: the query, then its results framed by whether they share its class."""
+    pixels = result_pixels(index, [r["item"] for q in found for r in q["results"]], tile, data_dir)
+    rows, at = [], 0
+    for q in found:
+        row = [(decode(q["image"], tile), QUERY)]
+        for r in q["results"]:
+            row.append((pixels[at], result_colour(r["same_class"])))
+            at += 1
+        rows.append(row)
+    save_grid(rows, tile, path)
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser("python -m spq.index", allow_abbrev=False,
+                                description="Index a collection with a trained SPQ model, and query it.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True, metavar="{build,query}")
+    b = sub.add_parser("build", allow_abbrev=False, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       help="encode a collection into an index file",
+                       description="Encode a collection with the checkpoint's model into an index file.")
+    b.add_argument("--checkpoint", required=True, help="a main_SPQ.py checkpoint (last.pth, best.pth)")
+    b.add_argument("--data_dir", required=True,
+                   help="folder holding cifar-10-batches-py/ (cifar10) or train/ [test/ gallery/] (folder)")
+    b.add_argument("--dataset", default="folder", choices=["cifar10", "folder"],
+                   help="layout of --data_dir, as for main_SPQ.py")
+    b.add_argument("--split", default="gallery", choices=["gallery", "train", "test"],
+                   help="which images to index: gallery means the retrieval database of the "
+                        "evaluation (a folder's gallery/, else its train/; CIFAR-10's training set)")
+    b.add_argument("--out", required=True, help="the index file to write")
+    b.add_argument("--faiss", default=None, metavar="FILE",
+                   help="also write a faiss.IndexPQ with the learned codebooks and the codes "
+                        "(needs pip install faiss-cpu); it ranks by squared distance")
+    b.add_argument("--num_workers", default=4, type=int,
+                   help="processes decoding folder images (0: in this process)")
+    q = sub.add_parser("query", allow_abbrev=False, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       help="print the nearest items of query images",
+                       description="Print the nearest index items of each query image.")
+    q.add_argument("images", nargs="+", metavar="IMAGE", help="query image files")
+    q.add_argument("--index", required=True, help="an index file written by build")
+    q.add_argument("--checkpoint", required=True, help="the checkpoint the index was built with")
+    q.add_argument("--top_k", default=10, type=int, help="results per query")
+    q.add_argument("--distance", default="euclidean", choices=list(DISTANCES),
+                   help="euclidean: sum over books of the distance to the codeword (the paper's "
+                        "evaluation); squared: sum of squares, FAISS's ranking")
+    q.add_argument("--json", action="store_true", help="print the results as one JSON document")
+    q.add_argument("--grid", default=None, metavar="PNG",
+                   help="also draw the results: one row per query, the query then its results, "
+                        "framed green (same class) or red (another class)")
+    q.add_argument("--tile", default=64, type=int, help="--grid: side of each picture in pixels")
+    q.add_argument("--data_dir", default=None,
+                   help="--grid: where the collection's images are now (default: where the "
+                        "index was built from)")
+    for s in (b, q):
+        s.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"],
+                       help="where the network runs: auto takes CUDA when available")
+    return p
+
+
+def _build(args, device) -> None:
+    if args.faiss:
+        from .faiss_export import require_faiss
+        require_faiss()                                     # before the work, not after it
+    model, ckpt = load_model(args.checkpoint, device)
+    index = build_index(model, ckpt, args.checkpoint, args.dataset, args.data_dir, args.split,
+                        args.num_workers)
+    faiss_index = None
+    if args.faiss:
+        from .faiss_export import to_faiss
+        faiss_index = to_faiss(index.codebooks, index.codes)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    atomic_save(index.to_dict(), args.out)
+    print(f"wrote {args.out}: {len(index)} items of {index.config['split']}, "
+          f"{index.codes.shape[1] * (index.codebooks.shape[1].bit_length() - 1)} bits each")
+    if faiss_index is not None:
+        from .faiss_export import write_faiss
+        write_faiss(faiss_index, args.faiss)
+        print(f"wrote {args.faiss}: faiss.IndexPQ of {faiss_index.ntotal} codes")
+
+
+def _query(args, device) -> None:
+    if args.top_k < 1:
+        raise SPQError(f"--top_k must be at least 1, got {args.top_k}")
+    if args.tile < 8:
+        raise SPQError(f"--tile must be at least 8 pixels, got {args.tile}")
+    index = load_index(args.index)
+    model, _ = load_model(args.checkpoint, device)
+    check_same_model(index, model, args.index, args.checkpoint)
+    found = query_index(index, model, args.images, args.top_k, args.distance)
+    if args.grid:
+        write_grid(found, index, args.tile, args.grid, args.data_dir)
+    if args.json:
+        print(json.dumps({"index": str(args.index), "distance": args.distance, "top_k": args.top_k,
+                          "queries": found}, indent=2))
+    else:
+        print(format_results(found, args.distance))
+    if args.grid:
+        print(f"wrote {args.grid}", file=sys.stderr if args.json else sys.stdout)
+
+
+def main(argv=None) -> int:
+    args = get_args_parser().parse_args(argv)
+    try:
+        from .train import resolve_device
+        device = resolve_device(args.device, "0")
+        (_build if args.command == "build" else _query)(args, device)
+    except SPQError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(os_error_message(e), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
