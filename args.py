@@ -43,6 +43,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "CIFAR-10 needs none: it is held in memory as one uint8 tensor and "
                         "augmented batch-wise on the device (the authors used 12 loader workers)")
 
+    _bool_option(g, "--sync_bn", False,
+                 "under torchrun: BatchNorm statistics over the global batch (SyncBatchNorm, CUDA "
+                 "only) instead of each process's share; the paper trains on one GPU, where the two agree")
+
     g = p.add_argument_group("data")
     g.add_argument("--dataset", default="cifar10", choices=["cifar10", "folder", "list"],
                    help="cifar10: the official python batches in --data_dir/cifar-10-batches-py "
@@ -101,7 +105,9 @@ def get_args_parser() -> argparse.ArgumentParser:
 
     g = p.add_argument_group("optimisation")
     g.add_argument("--batch_size", default=256, type=int,
-                   help="images per step (each gives two views); at least 2; paper: 256")
+                   help="images per step (each gives two views); at least 2; under torchrun the "
+                        "global batch, split evenly among the processes (a multiple of their "
+                        "number), so it means the same on any number of GPUs; paper: 256")
     g.add_argument("--epochs", default=2000, type=int,
                    help="training epochs (passes over the training set); paper: 2000")
     g.add_argument("--lr", default=3e-4, type=float, help="Adam learning rate; paper: 3e-4")

@@ -4,6 +4,7 @@ import shlex
 import sys
 
 from args import explicit_options, parse_args
+from spq.distributed import from_environment
 from spq.errors import SPQError, os_error_message
 from spq.interrupt import Interrupted
 from spq.train import run
@@ -28,7 +29,8 @@ def main(argv=None) -> int:
     try:
         return run(args, explicit_options(argv))
     except Interrupted as e:
-        print(f"{e}\nresume with: {resume_command(argv, e.checkpoint)}", file=sys.stderr)
+        if from_environment().main:
+            print(f"{e}\nresume with: {resume_command(argv, e.checkpoint)}", file=sys.stderr)
         return e.exit_code
     except SPQError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from .augment import to_float
+from .distributed import World, gather_shards, on_main, shard
 from .model import SPQ
 from .quantization import encode
 from .retrieval import mean_average_precision, retrieval_metrics
@@ -30,16 +31,24 @@ def describe(model: SPQ, images: torch.Tensor, input_size: int, batch_size: int 
 
 @torch.no_grad()
 def encode_sets(model: SPQ, gallery_images: torch.Tensor, query_images: torch.Tensor,
-                input_size: int, batch_size: int = 256) -> Tuple[torch.Tensor, torch.Tensor]:
+                input_size: int, batch_size: int = 256,
+                world: World = World()) -> Tuple[torch.Tensor, torch.Tensor]:
     """Gallery codes (G, M) and query descriptors (Q, M*L), encoded in eval mode.
 
-    The model is returned to the mode it was in.
+    With several processes (`world`), each describes its shard of the images and every
+    process receives all descriptors. The model is returned to the mode it was in.
     """
+    def describe_all(images):
+        if not world.distributed:
+            return describe(model, images, input_size, batch_size)
+        part = describe(model, images[shard(len(images), world)], input_size, batch_size)
+        return gather_shards(part, len(images), world)
+
     was_training = model.training
     model.eval()
     try:
-        codes = encode(describe(model, gallery_images, input_size, batch_size), model.codebooks)
-        return codes, describe(model, query_images, input_size, batch_size)
+        codes = encode(describe_all(gallery_images), model.codebooks)
+        return codes, describe_all(query_images)
     finally:
         model.train(was_training)
 
@@ -47,21 +56,24 @@ def encode_sets(model: SPQ, gallery_images: torch.Tensor, query_images: torch.Te
 def evaluate(model: SPQ, gallery_images: torch.Tensor, gallery_labels: torch.Tensor,
              query_images: torch.Tensor, query_labels: torch.Tensor, input_size: int,
              top_k: Optional[int] = 1000, batch_size: int = 256,
-             distance: str = "euclidean") -> float:
-    """mAP@top_k of the model: gallery stored as codes, queries as descriptors (ADC)."""
-    codes, queries = encode_sets(model, gallery_images, query_images, input_size, batch_size)
-    return mean_average_precision(queries, query_labels, codes, gallery_labels,
-                                  model.codebooks.detach(), top_k, distance)
+             distance: str = "euclidean", world: World = World()) -> float:
+    """mAP@top_k of the model: gallery stored as codes, queries as descriptors (ADC).
+
+    With several processes, every one encodes its shard, rank 0 alone ranks, and every
+    process receives the mAP."""
+    codes, queries = encode_sets(model, gallery_images, query_images, input_size, batch_size, world)
+    return on_main(world, lambda: mean_average_precision(
+        queries, query_labels, codes, gallery_labels, model.codebooks.detach(), top_k, distance))
 
 
 def evaluate_all(model: SPQ, gallery_images: torch.Tensor, gallery_labels: torch.Tensor,
                  query_images: torch.Tensor, query_labels: torch.Tensor, input_size: int,
                  top_k: Optional[int] = 1000, batch_size: int = 256,
-                 distance: str = "euclidean") -> Dict[str, object]:
-    """Every metric of `spq.retrieval.retrieval_metrics` for the model."""
-    codes, queries = encode_sets(model, gallery_images, query_images, input_size, batch_size)
-    return retrieval_metrics(queries, query_labels, codes, gallery_labels,
-                             model.codebooks.detach(), top_k, distance=distance)
+                 distance: str = "euclidean", world: World = World()) -> Dict[str, object]:
+    """Every metric of `spq.retrieval.retrieval_metrics` for the model (sharded as `evaluate`)."""
+    codes, queries = encode_sets(model, gallery_images, query_images, input_size, batch_size, world)
+    return on_main(world, lambda: retrieval_metrics(
+        queries, query_labels, codes, gallery_labels, model.codebooks.detach(), top_k, distance=distance))
 
 
 def format_metrics(result: Dict[str, object]) -> str:

@@ -40,6 +40,7 @@ from .grid import QUERY, result_colour, save_grid
 from .images import decode, decode_stream
 from .model import SPQ
 from .quantization import code_dtype, encode
+from .train import build_model, resolve_device
 
 FORMAT = "spq-index"
 VERSION = 1
@@ -132,7 +133,6 @@ def load_index(path) -> Index:
 
 def load_model(checkpoint, device: torch.device) -> Tuple[SPQ, Dict]:
     """The checkpoint's network on `device` in eval mode, and the checkpoint."""
-    from .train import build_model
     ckpt = load_checkpoint(checkpoint)
     model = build_model(argparse.Namespace(**ckpt["args"]), device)
     load_state(model, ckpt["model"], "model", checkpoint)
@@ -393,8 +393,7 @@ def _query(args, device) -> None:
 def main(argv=None) -> int:
     args = get_args_parser().parse_args(argv)
     try:
-        from .train import resolve_device
-        device = resolve_device(args.device, "0")
+        device = resolve_device(args.device, "0", quiet=args.command == "query")  # a query is quick on a CPU
         (_build if args.command == "build" else _query)(args, device)
     except SPQError as e:
         print(f"error: {e}", file=sys.stderr)

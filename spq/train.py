@@ -16,6 +16,8 @@ from .augment import make_augmentation, to_float
 from .checkpoint import (FORMAT, VERSION, atomic_save, atomic_save_json, load_checkpoint, load_state,
                          merge_args, rng_state, set_rng_state)
 from .data import ImageSet, load_cifar10
+from .distributed import (World, agree, from_environment, gather_rows, init, shard, share_buffers,
+                          shutdown)
 from .errors import SPQError
 from .evaluation import evaluate, evaluate_all, format_metrics
 from .folder import load_folder
@@ -31,16 +33,19 @@ from .schedule import end_of_epoch, make_scheduler
 PROGRESS_EVERY = 10
 
 
-def resolve_device(choice: str, gpu_id: str) -> torch.device:
-    """--device auto|cuda|cpu (with --gpu_id) -> a torch.device; SPQError if CUDA is asked but absent."""
+def resolve_device(choice: str, gpu_id: str, quiet: bool = False) -> torch.device:
+    """--device auto|cuda|cpu (with --gpu_id) -> a torch.device; SPQError if CUDA is asked but absent.
+
+    `quiet` silences the warning of auto falling back to the CPU."""
     if choice == "cpu":
         return torch.device("cpu")
     if not torch.cuda.is_available():
         if choice == "cuda":
             raise SPQError("--device cuda was asked but PyTorch sees no CUDA device; "
                            "use --device cpu (slow) or a machine with a GPU")
-        print("warning: no CUDA device found, running on the CPU (slow); "
-              "pass --device cpu to silence this", file=sys.stderr)
+        if not quiet:
+            print("warning: no CUDA device found, running on the CPU (slow); "
+                  "pass --device cpu to silence this", file=sys.stderr)
         return torch.device("cpu")
     index, count = int(gpu_id), torch.cuda.device_count()
     if index >= count:
@@ -48,7 +53,7 @@ def resolve_device(choice: str, gpu_id: str) -> torch.device:
     return torch.device("cuda", index)
 
 
-def load_data(args) -> ImageSet:
+def load_data(args, say=print) -> ImageSet:
     """The images of --dataset: CIFAR-10's batches, or a folder or list files decoded once
     (see spq.folder, spq.lists)."""
     if args.dataset == "cifar10":
@@ -59,7 +64,7 @@ def load_data(args) -> ImageSet:
     else:
         data = load_lists(args.data_dir, args.train_list, args.query_list, args.gallery_list,
                           args.num_cls, args.input_size, args.num_workers, budget, args.output_dir)
-    print(data.summary(f"{args.dataset} dataset"))
+    say(data.summary(f"{args.dataset} dataset"))
     return data
 
 
@@ -89,27 +94,30 @@ def make_views(augment, images: torch.Tensor):
 
 
 def loss_on_views(model: SPQ, view_a: torch.Tensor, view_b: torch.Tensor, temperature: float,
-                  precision: str = "fp32", forward=None) -> torch.Tensor:
+                  precision: str = "fp32", forward=None, gather=None) -> torch.Tensor:
     """CQC loss of two views: the CNN under `precision` autocast, quantization and loss in fp32.
 
-    `forward` replaces `model` for the CNN pass (a torch.compile'd model, say).
+    `forward` replaces `model` for the CNN pass (a DDP-wrapped or torch.compile'd model);
+    `gather` (`spq.distributed.gather_rows`) makes the loss see every rank's descriptors.
     """
     forward = forward or model
     with autocast(view_a.device, precision):
         xa, xb = forward(view_a), forward(view_b)          # (B, M*L) descriptors
     xa, xb = xa.float(), xb.float()
+    if gather is not None:
+        xa, xb = gather(xa), gather(xb)                    # (W*B, M*L): the global batch
     return cqc_loss(xa, xb, model.quantize(xa), model.quantize(xb), temperature)
 
 
 def training_step(model: SPQ, augment, images: torch.Tensor, optimizer: torch.optim.Optimizer,
                   scaler: "torch.amp.GradScaler", temperature: float, precision: str = "fp32",
-                  forward=None) -> torch.Tensor:
+                  forward=None, gather=None) -> torch.Tensor:
     """One SPQ update on a batch of uint8 images (B, 3, H, W); returns the detached loss.
 
     `scaler` comes from `make_scaler`: it scales the loss for fp16 and passes it through
-    unchanged for fp32 and bf16.
+    unchanged for fp32 and bf16. `forward` and `gather`: see `loss_on_views`.
     """
-    loss = loss_on_views(model, *make_views(augment, images), temperature, precision, forward)
+    loss = loss_on_views(model, *make_views(augment, images), temperature, precision, forward, gather)
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     scaler.step(optimizer)
@@ -133,20 +141,24 @@ class EpochProgress:
 
 def train_one_epoch(step: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, batch_size: int,
                     shuffle: torch.Generator, progress: EpochProgress, epochs: int,
-                    stop: StopRequest) -> bool:
+                    stop: StopRequest, world: World = World()) -> bool:
     """Run (or finish) one pass over `images` (uint8, on the training device) in shuffled full
     batches, from step `progress.step`; `step(batch)` updates the model and returns the loss.
     Updates `progress`. Returns False if a stop was requested before the epoch's end.
-    Raises SPQError at the first non-finite loss."""
+    Raises SPQError at the first non-finite loss.
+
+    With several processes, every rank draws the same permutation and takes its `shard`
+    of each global batch of `batch_size`; a stop request is agreed on by all ranks every
+    PROGRESS_EVERY steps, so that they stop at the same step."""
     device = images.device
     steps = images.shape[0] // batch_size                  # the last incomplete batch is dropped
     shuffle.set_state(progress.shuffle_state)
     order = torch.randperm(images.shape[0], generator=shuffle)[:steps * batch_size]
-    order = order.view(steps, batch_size).to(device)       # (steps, B)
+    order = order.view(steps, batch_size)[:, shard(batch_size, world)].to(device)  # (steps, B / W)
     total = torch.zeros((), device=device) if progress.loss_sum is None else progress.loss_sum.to(device)
     first_bad = torch.full((), -1, device=device)          # first step with a non-finite loss
     t0, start = time.time(), progress.step
-    done = start
+    done, stopping = start, False
 
     def check():
         if first_bad.item() >= 0:
@@ -155,21 +167,37 @@ def train_one_epoch(step: Callable[[torch.Tensor], torch.Tensor], images: torch.
                            f"checkpoint is kept (lower --lr, or check the data)")
 
     with tqdm(total=steps, initial=start, desc=f"epoch {progress.epoch}/{epochs}", leave=False,
-              disable=None, dynamic_ncols=True) as bar:
+              disable=None if world.main else True, dynamic_ncols=True) as bar:
         for i in range(start, steps):
             loss = step(images[order[i]])
             first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), i + 1, first_bad)
             total += loss
             bar.update(1)
             done = i + 1
-            if done % PROGRESS_EVERY == 0 or done == steps or stop.signum is not None:
+            boundary = done % PROGRESS_EVERY == 0 or done == steps
+            if not world.distributed:
+                stopping = stop.signum is not None
+            elif boundary:
+                stopping = agree(world, stop.signum is not None)
+            if boundary or stopping:
                 check()
                 bar.set_postfix(loss=f"{total.item() / done:.4f}")
-            if stop.signum is not None and done < steps:
+            if stopping and done < steps:
                 break
     progress.step, progress.loss_sum = done, total
     progress.seconds += time.time() - t0
     return progress.step == steps
+
+
+def distribute(model: SPQ, world: World, device: torch.device, sync_bn: bool):
+    """The DistributedDataParallel wrapper that runs the CNN under torchrun (None for one
+    process); with `sync_bn`, BatchNorm layers first become SyncBatchNorm."""
+    if not world.distributed:
+        return None
+    if sync_bn:
+        model.features = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model.features)
+    return torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def compile_model(model: SPQ, input_size: int):
@@ -206,7 +234,7 @@ def _prepare_output(out: Path, resuming: bool) -> None:
                            f"choose another --output_dir")
 
 
-def _resume_path(args) -> Optional[str]:
+def _resume_path(args, say=print) -> Optional[str]:
     """--resume PATH as given; --resume auto: OUTPUT_DIR/last.pth if it exists, else None."""
     if args.resume != "auto":
         return args.resume
@@ -215,30 +243,48 @@ def _resume_path(args) -> Optional[str]:
         return str(last)
     if args.eval_only:
         raise SPQError(f"--resume auto --eval_only: {last} does not exist")
-    print(f"--resume auto: no {last} yet, starting a new run")
+    say(f"--resume auto: no {last} yet, starting a new run")
     return None
 
 
 def run(args, explicit: Iterable[str] = ()) -> int:
     """Train (or, with --eval_only, evaluate) as the arguments say; returns the exit status.
 
-    Raises SPQError for problems the user can fix, Interrupted after a signal was honoured.
+    Under torchrun, one process of several (`spq.distributed`). Raises SPQError for
+    problems the user can fix, Interrupted after a signal was honoured.
     """
-    device = resolve_device(args.device, args.gpu_id)
-    resume = _resume_path(args)
+    world = from_environment()
+    if world.distributed and args.batch_size % world.size:
+        raise SPQError(f"--batch_size {args.batch_size} (the global batch) does not divide among "
+                       f"{world.size} processes; use a multiple of {world.size}")
+    device = resolve_device(args.device, str(world.local_rank) if world.distributed else args.gpu_id,
+                            quiet=not world.main)
+    if args.sync_bn and world.distributed and device.type != "cuda":
+        raise SPQError("--sync_bn needs CUDA devices (PyTorch's SyncBatchNorm does not run on the "
+                       "CPU); drop it")
+    init(world, device)
+    try:
+        return _run(args, explicit, world, device)
+    finally:
+        shutdown()
+
+
+def _run(args, explicit: Iterable[str], world: World, device: torch.device) -> int:
+    say = print if world.main else (lambda *a, **k: None)
+    resume = _resume_path(args, say)
     ckpt = None
     if resume:
         ckpt = load_checkpoint(resume)
         for note in merge_args(args, ckpt["args"], explicit, resume):
-            print(f"resume: {note}")
-    data = load_data(args)
+            say(f"resume: {note}")
+    data = load_data(args, say)
     if data.train_images.shape[0] < args.batch_size and not args.eval_only:
         raise SPQError(f"--batch_size {args.batch_size} exceeds the {data.train_images.shape[0]} "
                        f"training images: no full batch to train on")
     unevaluable = data.why_not_evaluable()
     if unevaluable and args.eval_only:
         raise SPQError(f"cannot evaluate {resume}: {unevaluable}")
-    seed_everything(args.seed)
+    seed_everything(args.seed + world.rank)     # rank 0 draws what a single process draws
     model = build_model(args, device)
     top_k: Optional[int] = args.Top_N or None
 
@@ -253,16 +299,20 @@ def run(args, explicit: Iterable[str] = ()) -> int:
     queries = (place(data.test_images, True), place(data.test_labels))
 
     def measure() -> float:
+        share_buffers(model, world)          # evaluate every shard with rank 0's statistics
         return evaluate(model, *gallery, *queries, args.input_size, top_k,
-                        distance=args.adc_distance)
+                        distance=args.adc_distance, world=world)
 
     out = Path(args.output_dir)
-    _prepare_output(out, resuming=ckpt is not None)
+    if world.main:
+        _prepare_output(out, resuming=ckpt is not None)
     if args.eval_only:
         load_state(model, ckpt["model"], "model", resume)
         t0 = time.time()
         metrics = evaluate_all(model, *gallery, *queries, args.input_size, top_k,
-                               distance=args.adc_distance)
+                               distance=args.adc_distance, world=world)
+        if not world.main:
+            return 0
         result = {"checkpoint": str(resume), "epoch": ckpt["epoch"], "bits": model.bits,
                   "adc_distance": args.adc_distance,
                   "queries": len(queries[0]), "gallery": len(gallery[0]),
@@ -288,13 +338,17 @@ def run(args, explicit: Iterable[str] = ()) -> int:
         start, best = ckpt["epoch"] + 1, ckpt["best_map"]
         if ckpt["mid_epoch"] is not None:
             progress = EpochProgress(**ckpt["mid_epoch"])
+        if world.rank:   # the checkpoint holds rank 0's streams; the others start anew from here
+            seed_everything(hash((args.seed, world.rank, start, progress.step if progress else 0)) % 2 ** 31)
         where = f"step {progress.step} of epoch {start}" if progress else f"epoch {start}"
-        print(f"resuming {resume} at {where} (best mAP so far {best})")
+        say(f"resuming {resume} at {where} (best mAP so far {best})")
     if start > args.epochs:
-        print(f"nothing to train: the checkpoint finished epoch {start - 1} of --epochs {args.epochs}")
+        say(f"nothing to train: the checkpoint finished epoch {start - 1} of --epochs {args.epochs}")
         return 0
 
     def save(epoch_done: int, mid_epoch: Optional[EpochProgress], names=("last.pth",)):
+        if not world.main:
+            return
         state = {"format": FORMAT, "version": VERSION, "epoch": epoch_done, "best_map": best,
                  "args": vars(args), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
@@ -304,25 +358,29 @@ def run(args, explicit: Iterable[str] = ()) -> int:
             atomic_save(state, out / name)
 
     augment = make_augmentation(args.input_size).to(device)
-    forward = compile_model(model, args.input_size) if args.compile else None
+    forward = distribute(model, world, device, args.sync_bn)
+    if args.compile:
+        forward = compile_model(forward or model, args.input_size) or forward
     model.train()
+    gather = gather_rows if world.distributed else None
 
     def step(batch):
         return training_step(model, augment, batch.to(device, non_blocking=True), optimizer, scaler,
-                             args.contrastive_temperature, args.precision, forward)
+                             args.contrastive_temperature, args.precision, forward, gather)
 
-    print(f"SPQ: {model.bits} bits ({args.N_books} books x {args.N_words} words), "
-          f"{len(train_images)} training images, batch {args.batch_size}, epochs {start}..{args.epochs}, "
-          f"device {device}, output {out}")
+    processes = f", {world.size} processes of {args.batch_size // world.size}" if world.distributed else ""
+    say(f"SPQ: {model.bits} bits ({args.N_books} books x {args.N_words} words), "
+        f"{len(train_images)} training images, batch {args.batch_size}{processes}, epochs "
+        f"{start}..{args.epochs}, device {device}, output {out}")
     if unevaluable:
-        print(f"evaluation skipped: {unevaluable}; training goes on, without best.pth")
+        say(f"evaluation skipped: {unevaluable}; training goes on, without best.pth")
     with StopRequest() as stop:
         for epoch in range(start, args.epochs + 1):
             if progress is None:
                 progress = EpochProgress(epoch, shuffle.get_state())
             lr = optimizer.param_groups[0]["lr"]
             finished = train_one_epoch(step, train_images, args.batch_size, shuffle, progress,
-                                       args.epochs, stop)
+                                       args.epochs, stop, world)
             if not finished:
                 save(epoch - 1, progress)
                 raise Interrupted(stop.signum, str(out / "last.pth"),
@@ -331,7 +389,7 @@ def run(args, explicit: Iterable[str] = ()) -> int:
             end_of_epoch(scheduler, args.lr_schedule, epoch)
             record = {"epoch": epoch, "loss": loss, "lr": lr, "seconds": round(progress.seconds, 3)}
             progress = None
-            print(f"epoch {epoch}/{args.epochs}  loss {loss:.4f}  lr {lr:.3g}  {record['seconds']:.1f}s")
+            say(f"epoch {epoch}/{args.epochs}  loss {loss:.4f}  lr {lr:.3g}  {record['seconds']:.1f}s")
             is_best = False
             if (epoch % args.eval_epoch == 0 or epoch == args.epochs) and not unevaluable:
                 t1 = time.time()
@@ -341,11 +399,12 @@ def run(args, explicit: Iterable[str] = ()) -> int:
                 record.update({"mAP": m, "bits": model.bits, "top_n": args.Top_N,
                                "adc_distance": args.adc_distance,
                                "eval_seconds": round(time.time() - t1, 3)})
-                print(f"epoch {epoch}: mAP@{args.Top_N or 'all'} = {m:.4f}  (best {best:.4f}, "
-                      f"{model.bits} bits, eval {record['eval_seconds']:.1f}s)")
+                say(f"epoch {epoch}: mAP@{args.Top_N or 'all'} = {m:.4f}  (best {best:.4f}, "
+                    f"{model.bits} bits, eval {record['eval_seconds']:.1f}s)")
             save(epoch, None, ("last.pth", "best.pth") if is_best else ("last.pth",))
-            with open(out / "log.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
-            if stop.signum is not None and epoch < args.epochs:
+            if world.main:
+                with open(out / "log.jsonl", "a") as f:
+                    f.write(json.dumps(record) + "\n")
+            if agree(world, stop.signum is not None) and epoch < args.epochs:
                 raise Interrupted(stop.signum, str(out / "last.pth"), f"after epoch {epoch}")
     return 0
