@@ -6,7 +6,10 @@ Encodes CIFAR-10 once (DIR/cifar-10-batches-py: the training set as gallery code
 test set as query descriptors) and measures mAP@top_k three ways: SPQ's evaluation
 (sum over books of Euclidean distances), the sum of squared distances (`spq.adc`,
 distance "squared"), and the ranking of a faiss.IndexPQ holding the same codebooks and
-codes (`spq.faiss_export`), which ranks by squared distance too. Needs faiss-cpu.
+codes (`spq.faiss_export`), which ranks by squared distance too; then how much the
+rankings agree: the share of queries whose top_k lists are identical (euclidean against
+squared, FAISS against squared) and the mean share of top_k items the euclidean and
+squared lists have in common. Needs faiss-cpu.
 """
 import argparse
 import json
@@ -21,6 +24,7 @@ from spq.data import load_cifar10  # noqa: E402
 from spq.evaluation import encode_sets  # noqa: E402
 from spq.faiss_export import to_faiss  # noqa: E402
 from spq.index import load_model  # noqa: E402
+from spq.adc import search  # noqa: E402
 from spq.retrieval import average_precision, mean_average_precision, relevant  # noqa: E402
 
 
@@ -39,17 +43,25 @@ def main() -> None:
     books = model.codebooks.detach()
     figures = {"checkpoint": args.checkpoint, "epoch": ckpt["epoch"], "queries": len(queries),
                "gallery": len(codes), "top_k": args.top_k, "encode_s": round(encode_s, 1)}
+    ranked = {}
     for distance in ("euclidean", "squared"):
         t0 = time.perf_counter()
         figures[f"mAP_{distance}"] = round(mean_average_precision(
-            queries, data.test_labels, codes, data.train_labels, books, args.top_k, distance), 4)
+            queries, data.test_labels, codes, data.train_labels, books, args.top_k, distance), 6)
         figures[f"{distance}_s"] = round(time.perf_counter() - t0, 2)
+        ranked[distance] = torch.cat([i for _, i in search(queries, codes, books, args.top_k, distance)])
     t0 = time.perf_counter()
     served = to_faiss(books.cpu(), codes.cpu())
     _, found = served.search(queries.cpu().numpy(), args.top_k)                 # (Q, top_k)
-    rel = relevant(data.test_labels, data.train_labels, torch.from_numpy(found).long())
-    figures["mAP_faiss"] = round(average_precision(rel).mean().item(), 4)
+    found = torch.from_numpy(found).long()
+    rel = relevant(data.test_labels, data.train_labels, found)
+    figures["mAP_faiss"] = round(average_precision(rel).mean().item(), 6)
     figures["faiss_s"] = round(time.perf_counter() - t0, 2)
+    e, q = ranked["euclidean"].cpu(), ranked["squared"].cpu()
+    figures["same_top_k_lists_euclidean_vs_squared"] = round((e == q).all(1).float().mean().item(), 4)
+    figures["mean_top_k_overlap_euclidean_vs_squared"] = round(float(sum(
+        torch.isin(a, b).sum() for a, b in zip(e, q))) / e.numel(), 4)
+    figures["same_top_k_lists_faiss_vs_squared"] = round((found == q).all(1).float().mean().item(), 4)
     print(json.dumps(figures))
 
 

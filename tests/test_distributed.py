@@ -2,13 +2,14 @@
 one, and the command line trains, evaluates, checkpoints and resumes under torchrun."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 import pytest
 import torch
 
-from conftest import ROOT, read_log, spq
+from conftest import ROOT, assert_same_weights, read_log, spq
 from ddp_step import GLOBAL_BATCH, TEMPERATURE, fixed_views, fresh_model
 from spq.distributed import World, shard
 from spq.loss import cqc_loss
@@ -67,11 +68,21 @@ def test_distributed_loss_and_gradients_equal_single_process(ddp_step, mode):
     assert any(g.abs().max() > 1e-4 for g in grads.values())             # gradients are not all ~0
 
 
-def test_torchrun_trains_evaluates_checkpoints_and_resumes_single_process(data, tmp_path):
-    out = tmp_path / "ddp"
-    result = torchrun("main_SPQ.py", "--data_dir", data, "--output_dir", out, "--epochs", 1,
-                      "--eval_epoch", 1, "--device", "cpu", "--batch_size", 32, "--seed", 1)
+DDP_RUN = ["--epochs", 1, "--eval_epoch", 1, "--device", "cpu", "--batch_size", 32, "--seed", 1]
+
+
+@pytest.fixture(scope="module")
+def ddp_run(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp_run")
+    result = torchrun("main_SPQ.py", "--data_dir", data, "--output_dir", out, *DDP_RUN)
     assert result.returncode == 0, result.stderr
+    return out, result
+
+
+def test_torchrun_trains_evaluates_checkpoints_and_resumes_single_process(data, ddp_run, tmp_path):
+    first, result = ddp_run
+    out = tmp_path / "ddp"
+    shutil.copytree(first, out)
     assert result.stdout.count("epoch 1/1  loss") == 1                  # rank 0 alone prints
     assert "batch 32, 2 processes of 16" in result.stdout
     log = read_log(out)
@@ -90,6 +101,14 @@ def test_torchrun_trains_evaluates_checkpoints_and_resumes_single_process(data, 
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stdout and "at epoch 2" in resumed.stdout
     assert [r["epoch"] for r in read_log(out)] == [1, 2]
+
+
+def test_torchrun_runs_repeat_with_the_same_seed(data, ddp_run, tmp_path):
+    first, _ = ddp_run
+    again = torchrun("main_SPQ.py", "--data_dir", data, "--output_dir", tmp_path, *DDP_RUN)
+    assert again.returncode == 0, again.stderr
+    assert read_log(tmp_path)[0]["loss"] == read_log(first)[0]["loss"]
+    assert_same_weights(tmp_path / "last.pth", first / "last.pth")
 
 
 def test_torchrun_refuses_a_batch_that_does_not_divide(data, tmp_path):
