@@ -200,14 +200,15 @@ def distribute(model: SPQ, world: World, device: torch.device, sync_bn: bool):
         model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
-def compile_model(model: SPQ, input_size: int):
-    """torch.compile(model), or None with a warning where compiling fails here."""
+def compile_model(model: torch.nn.Module, input_size: int):
+    """torch.compile(model) (the SPQ network or its DDP wrapper), or None with a warning
+    where compiling fails here."""
     try:
         compiled = torch.compile(model)
         was_training = model.training
         model.eval()
         with torch.no_grad():   # a probe in eval mode, so BatchNorm statistics stay untouched
-            compiled(torch.zeros(2, 3, input_size, input_size, device=model.codebooks.device))
+            compiled(torch.zeros(2, 3, input_size, input_size, device=next(model.parameters()).device))
         model.train(was_training)
         return compiled
     except Exception as e:
