@@ -84,23 +84,31 @@ def set_rng_state(state: Dict, shuffle: torch.Generator) -> None:
     shuffle.set_state(state["shuffle"])
 
 
-def load_checkpoint(path) -> Dict:
-    """Read and validate a checkpoint on the CPU; SPQError if unreadable or foreign."""
+def read_tagged(path, fmt: str, version: int, what: str, remedy: str = "") -> Dict:
+    """Load a dict of tensors and plain values saved with {"format": fmt, "version": version},
+    on the CPU with weights_only=True; SPQError naming `what` (and `remedy`, appended) when
+    the file is missing, unreadable, foreign or of another version."""
     path = Path(path)
     if not path.is_file():
-        raise SPQError(f"checkpoint {path} does not exist")
+        raise SPQError(f"{what} {path} does not exist{remedy}")
     try:
         with warnings.catch_warnings():  # a foreign file's pickle-protocol warning is noise here
             warnings.simplefilter("ignore")
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            d = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise SPQError(f"cannot read checkpoint {path}: it is truncated, corrupt or not a "
+        raise SPQError(f"cannot read {what} {path}: it is truncated, corrupt or not a "
                        f"PyTorch file ({type(e).__name__})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise SPQError(f"{path} is not an SPQ checkpoint of this program")
-    if ckpt.get("version") != VERSION:
-        raise SPQError(f"{path} has checkpoint version {ckpt.get('version')}, this program "
-                       f"reads version {VERSION}")
+    if not isinstance(d, dict) or d.get("format") != fmt:
+        raise SPQError(f"{path} is not an SPQ {what} of this program{remedy}")
+    if d.get("version") != version:
+        raise SPQError(f"{path} has {what} version {d.get('version')}, this program "
+                       f"reads version {version}{remedy}")
+    return d
+
+
+def load_checkpoint(path) -> Dict:
+    """Read and validate a checkpoint on the CPU; SPQError if unreadable or foreign."""
+    ckpt = read_tagged(path, FORMAT, VERSION, "checkpoint")
     missing = [k for k in REQUIRED if k not in ckpt]
     if missing:
         raise SPQError(f"{path} lacks {', '.join(missing)}: it cannot be resumed")

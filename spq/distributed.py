@@ -103,8 +103,7 @@ def gather_shards(x: torch.Tensor, n: int, world: World) -> torch.Tensor:
     """Every rank's `shard` of n rows, concatenated in order on every rank (no gradients).
 
     x: this rank's (len(shard), ...) rows -> (n, ...)."""
-    sizes = [shard(n, World(r, world.size)).stop - shard(n, World(r, world.size)).start
-             for r in range(world.size)]
+    sizes = [len(range(n)[shard(n, World(r, world.size))]) for r in range(world.size)]
     padded = x.new_zeros(max(sizes), *x.shape[1:])
     padded[:len(x)] = x
     parts = [torch.empty_like(padded) for _ in range(world.size)]

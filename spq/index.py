@@ -31,9 +31,9 @@ import torch
 from tqdm import tqdm
 
 from .adc import DISTANCES, result_distances, search
-from .checkpoint import atomic_save, load_checkpoint, load_state
+from .checkpoint import atomic_save, load_checkpoint, load_state, read_tagged
 from .data import CLASSES, load_cifar10
-from .errors import SPQError, os_error_message
+from .errors import SPQError, exit_status
 from .evaluation import describe
 from .folder import scan
 from .grid import QUERY, result_colour, save_grid
@@ -109,19 +109,7 @@ def _validate(d: Dict) -> Optional[str]:
 
 def load_index(path) -> Index:
     """Read and check an index file; SPQError when it is missing, corrupt or foreign."""
-    path = Path(path)
-    if not path.is_file():
-        raise SPQError(f"index {path} does not exist (write one with python -m spq.index build)")
-    try:
-        d = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise SPQError(f"cannot read index {path}: it is truncated, corrupt or not a PyTorch file "
-                       f"({type(e).__name__})") from None
-    if not isinstance(d, dict) or d.get("format") != FORMAT:
-        raise SPQError(f"{path} is not an SPQ index (write one with python -m spq.index build)")
-    if d.get("version") != VERSION:
-        raise SPQError(f"{path} has index version {d.get('version')}, this program reads version "
-                       f"{VERSION}: build it again")
+    d = read_tagged(path, FORMAT, VERSION, "index", remedy=" (write one with python -m spq.index build)")
     problem = _validate(d)
     if problem:
         raise SPQError(f"{path} is a damaged SPQ index: it has {problem}; build it again")
@@ -392,16 +380,12 @@ def _query(args, device) -> None:
 
 def main(argv=None) -> int:
     args = get_args_parser().parse_args(argv)
-    try:
+
+    def work():
         device = resolve_device(args.device, "0", quiet=args.command == "query")  # a query is quick on a CPU
         (_build if args.command == "build" else _query)(args, device)
-    except SPQError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except OSError as e:
-        print(os_error_message(e), file=sys.stderr)
-        return 1
-    return 0
+
+    return exit_status(work)
 
 
 if __name__ == "__main__":

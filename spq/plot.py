@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Dict, List
 
 from .checkpoint import atomic_write
-from .errors import SPQError, os_error_message
+from .errors import SPQError, exit_status
 
 DPI = 110
 
@@ -121,16 +121,12 @@ def main(argv=None) -> int:
                                 "as PNG files in the same folder.")
     p.add_argument("output_dir", help="the --output_dir of a main_SPQ.py run")
     args = p.parse_args(argv)
-    try:
+
+    def work():
         for path in draw(args.output_dir):
             print(f"wrote {path}")
-    except SPQError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except OSError as e:
-        print(os_error_message(e), file=sys.stderr)
-        return 1
-    return 0
+
+    return exit_status(work)
 
 
 if __name__ == "__main__":
