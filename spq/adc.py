@@ -11,39 +11,46 @@ order 0..M-1. `distance` picks it (`DISTANCES`):
 Rankings order items by (distance, gallery index): equal distances, such as those of
 items sharing a code, keep gallery order.
 
-`search` returns exactly the ranking that sorting every query's full row of distances
-would give, without sorting or even exactly computing those rows: an approximate pass
-(one matrix product per block, in bfloat16 on CPUs that support it) keeps, for every
-query, only the items that can be in its top k, with a proven error margin; those
-candidates alone get the exact distances and the ranking. Memory stays bounded at any
-gallery size: see `plan`.
+Every distance comes from a sum-mode `embedding_bag`: the lookup tables of a block of
+queries, transposed to (M*K, B), are its embedding table and an item's bag is its M
+table positions, so one call gives a whole (items, B) block of exact distances, summed
+in book order (the tests check them bit for bit against plain loops). `search` returns
+exactly the ranking that stably sorting every query's full row would give, without
+sorting those rows: it keeps, for each query, the items within a threshold read from a
+sample of the gallery (a little above the expected k-th distance) and ranks only those,
+with one stable sort of (query, distance) keys; a query whose threshold kept fewer than
+k items, or too many, is ranked from its whole row. Memory stays bounded at any gallery
+size: see `plan`.
 """
 from dataclasses import dataclass
-from typing import Iterator, Optional, Tuple
+from typing import Iterator, Tuple
 
 import torch
+import torch.nn.functional as F
 
 from .quantization import exact_squared_distances
 
-MiB = 2 ** 20
-# Exact path: at most this many (query, item) distances in memory at once (32 MiB).
-MAX_DISTANCES_PER_CHUNK = 2 ** 23
-# Filter path budgets (bytes): the one-hot gallery block, one block of approximate
-# distances, and the candidates of one chunk of queries.
-ONE_HOT_BYTES = 32 * MiB
-DISTANCE_BLOCK_BYTES = 8 * MiB
-CANDIDATE_BYTES = 64 * MiB
-BYTES_PER_CANDIDATE = 48      # row and item (int64), exact distance, padded copies, masks
-# Gallery items sampled to set each query's approximate threshold: at least SAMPLE, and
-# enough that about SAMPLE_IN_TOP_K of them are expected in the top k.
-SAMPLE = 2048
-SAMPLE_IN_TOP_K = 40
-MAX_SAMPLE = 2 ** 16          # caps the sample's one-hot (4 MiB at M*K = 128 in bfloat16)
-# The filter is used when the gallery holds at least this many times k items, and there
-# are at least this many queries per codeword (K): its one-hot gallery costs about as much
-# as ranking about 3 K queries exactly (measured: 1,000,000 codes, M=8, K=16, 2-core CPU).
+# Whole-row path: at most this many (query, item) distances at once (16 MiB, held with
+# their transposed copy while ranked).
+MAX_DISTANCES_PER_CHUNK = 2 ** 22
+# Threshold path: at most QUERY_BLOCK queries per block, fewer when k is large, so
+# that a block keeps at most CANDIDATES candidates (max_candidates each, 12 bytes per
+# candidate); and at most DISTANCE_BLOCK distances per (gallery chunk, query block)
+# block (16 MiB).
+QUERY_BLOCK = 128
+CANDIDATES = 2 ** 20
+DISTANCE_BLOCK = 2 ** 22
+# Gallery items sampled (with replacement) to set each query's threshold: at least
+# SAMPLE, and enough that about SAMPLE_IN_TOP_K of them are expected in the top k, at
+# most MAX_SAMPLE. The threshold is the sample's distance at the expected rank of the
+# k-th item plus SPREAD binomial standard deviations, so few queries fall short of k
+# candidates.
+SAMPLE = 1024
+SAMPLE_IN_TOP_K = 20
+MAX_SAMPLE = 2 ** 16
+SPREAD = 3.0
+# The threshold path is used when the gallery holds at least this many times k items.
 MIN_GALLERY_PER_K = 8
-MIN_QUERIES_PER_WORD = 3
 DISTANCES = ("euclidean", "squared")
 
 
@@ -62,18 +69,32 @@ def adc_tables(queries: torch.Tensor, codebooks: torch.Tensor, distance: str = "
 def book_offsets(codes: torch.Tensor, num_words: int) -> torch.Tensor:
     """Codes (G, M) -> (G, M) int32 positions m*K + codes[g, m] in a query's flat (M*K) table."""
     books = torch.arange(codes.shape[1], device=codes.device, dtype=torch.int32)
-    return codes.int() + books * num_words
+    return (codes + books * num_words).to(torch.int32)      # uint8 codes: one pass
+
+
+def _weights(tables: torch.Tensor) -> torch.Tensor:
+    """Lookup tables (B, M, K) -> (M*K, B) float32, the embedding table of `_distances`.
+
+    Written into a fresh row-major tensor: a transposed view of one query would count as
+    contiguous while its columns are not adjacent, which sends embedding_bag down a path
+    about 30 times slower.
+    """
+    out = torch.empty(tables[0].numel(), tables.shape[0], dtype=torch.float32, device=tables.device)
+    return out.copy_(tables.detach().flatten(1).T)
+
+
+def _distances(offsets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """ADC distances of items to a block of queries: offsets (n, M) from `book_offsets`,
+    weights (M*K, B) -> (n, B), each the float32 sum of its M table entries in book order."""
+    return F.embedding_bag(offsets, weights, mode="sum")
 
 
 def lookup_distances(tables: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
     """ADC distances from lookup tables: sum over books of tables[q, m, codes[g, m]].
 
-    tables: (Q, M, K), codes: (G, M) integer -> (Q, G). Books are added in order 0..M-1.
+    tables: (Q, M, K), codes: (G, M) integer -> (Q, G) float32. Books are added in order 0..M-1.
     """
-    dist = tables.new_zeros(tables.shape[0], codes.shape[0])            # (Q, G)
-    for m in range(tables.shape[1]):
-        dist += tables[:, m].index_select(1, codes[:, m].long())       # (Q, G)
-    return dist
+    return _distances(book_offsets(codes, tables.shape[2]), _weights(tables)).T.contiguous()
 
 
 def pair_distances(tables: torch.Tensor, rows: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
@@ -82,13 +103,8 @@ def pair_distances(tables: torch.Tensor, rows: torch.Tensor, offsets: torch.Tens
     tables: (Q, M, K), rows: (n,) query indices, offsets: (n, M) the items' `book_offsets`
     -> (n,).
     """
-    q, m_books, k_words = tables.shape
-    flat = offsets + (rows.int() * (m_books * k_words)).unsqueeze(1)    # (n, M) int32
-    terms = tables.reshape(-1).index_select(0, flat.view(-1)).view(-1, m_books)  # (n, M)
-    dist = tables.new_zeros(rows.shape[0])                              # (n,)
-    for m in range(m_books):
-        dist += terms[:, m]
-    return dist
+    flat = offsets.long() + rows.long().unsqueeze(1) * (tables.shape[1] * tables.shape[2])   # (n, M)
+    return _distances(flat, tables.detach().reshape(-1, 1).float()).squeeze(1)
 
 
 def adc_distances(queries: torch.Tensor, codes: torch.Tensor, codebooks: torch.Tensor,
@@ -138,155 +154,121 @@ def ranked_top_k(dist: torch.Tensor, k: int) -> torch.Tensor:
 class Plan:
     """How `search` cuts its work; every buffer it allocates is bounded by these.
 
-    filtered: whether the approximate filter is used (else exact rows, `exact_rows` at a time).
-    gallery_chunk: items per one-hot block, (M*K, gallery_chunk) in `dtype`.
-    query_block: queries per block of approximate distances, (query_block, gallery_chunk).
-    query_chunk: queries whose candidates are held together.
-    max_candidates: candidates kept per query; a query with more is ranked exactly.
+    threshold: whether items are kept by a sampled threshold (else whole rows are ranked).
+    exact_rows: queries per block of whole rows, (exact_rows, G) distances.
+    query_block: queries per threshold block.
+    gallery_chunk: items per block of distances, (gallery_chunk, query_block).
+    max_candidates: candidates kept per query; a query with more is ranked from its whole row.
     """
-    filtered: bool
-    dtype: torch.dtype
+    threshold: bool
     exact_rows: int
-    gallery_chunk: int
     query_block: int
-    query_chunk: int
+    gallery_chunk: int
     max_candidates: int
 
 
-def approximate_dtype(device: torch.device) -> torch.dtype:
-    """bfloat16 for the approximate pass on CPUs with fast bfloat16 matrix products, else float32."""
-    if device.type == "cpu" and torch.backends.mkldnn.is_available() \
-            and torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        return torch.bfloat16
-    return torch.float32
+def plan(num_items: int, k: int) -> Plan:
+    """The chunking of a search for the top k of `num_items` codes.
 
-
-def plan(num_items: int, num_books: int, num_words: int, k: int, device: torch.device,
-         num_queries: Optional[int] = None) -> Plan:
-    """The chunking of a search of `num_queries` (None: many) for the top k of `num_items`
-    codes (M books of K words)."""
-    dtype = approximate_dtype(device)
-    size = torch.finfo(dtype).bits // 8
+    Beyond its inputs and results, a search holds the codes' table positions (4 bytes
+    per book per item), the sample's distances (at most MAX_SAMPLE x query_block
+    floats), the kept candidates (CANDIDATES x 12 bytes) and their sort (about 32
+    bytes per candidate), and one block of distances (DISTANCE_BLOCK floats) with its
+    mask and its candidates (at most 24 bytes per entry, reached only when masses of
+    items tie at the threshold); or, on the whole-row path, MAX_DISTANCES_PER_CHUNK
+    distances with their transposed copy and their selection.
+    """
     g = max(num_items, 1)
-    gallery_chunk = max(1, min(g, ONE_HOT_BYTES // (num_books * num_words * size)))
-    query_block = max(1, DISTANCE_BLOCK_BYTES // (gallery_chunk * size))
     max_candidates = 4 * k + 2048
-    query_chunk = max(1, CANDIDATE_BYTES // (max_candidates * BYTES_PER_CANDIDATE))
-    many = num_queries is None or num_queries >= MIN_QUERIES_PER_WORD * num_words
-    return Plan(filtered=num_items >= MIN_GALLERY_PER_K * k and many, dtype=dtype,
-                exact_rows=max(1, MAX_DISTANCES_PER_CHUNK // g), gallery_chunk=gallery_chunk,
-                query_block=query_block, query_chunk=query_chunk, max_candidates=max_candidates)
+    query_block = max(1, min(QUERY_BLOCK, CANDIDATES // max_candidates))
+    return Plan(threshold=k > 0 and num_items >= MIN_GALLERY_PER_K * k,
+                exact_rows=max(1, MAX_DISTANCES_PER_CHUNK // g), query_block=query_block,
+                gallery_chunk=max(1, min(g, DISTANCE_BLOCK // query_block)),
+                max_candidates=max_candidates)
 
 
-def _one_hot(codes: torch.Tensor, num_words: int, dtype: torch.dtype) -> torch.Tensor:
-    """Codes (n, M) -> (M*K, n) with a 1 in row m*K + codes[i, m] of column i."""
-    n, m_books = codes.shape
-    rows = book_offsets(codes, num_words).long().T                                 # (M, n)
-    out = torch.zeros(m_books * num_words, n, dtype=dtype, device=codes.device)
-    return out.scatter_(0, rows, 1)
+def _exact_top_k(weights: torch.Tensor, offsets: torch.Tensor, k: int, rows_at_once: int) -> torch.Tensor:
+    """Top k by (distance, index) from whole rows of distances. weights: (M*K, B) -> (B, k)."""
+    out = [ranked_top_k(_distances(offsets, part.contiguous()).T.contiguous(), k)    # rows (b, G)
+           for part in weights.split(rows_at_once, dim=1)]
+    return torch.cat(out) if out else offsets.new_zeros(0, min(k, offsets.shape[0]), dtype=torch.long)
 
 
-def _unit_roundoff(dtype: torch.dtype) -> float:
-    # float32 products may run as TF32 on GPUs that allow it: 11 significant bits.
-    return 2.0 ** -8 if dtype == torch.bfloat16 else 2.0 ** -11
+def _sampled_limit(weights: torch.Tensor, sample: torch.Tensor, rank: int) -> torch.Tensor:
+    """Per query, the rank-th smallest distance to the sample's items, as int32 bits.
 
-
-def _limits(tables: torch.Tensor, tau: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Approximate-distance limit per query that keeps every item of its exact top k.
-
-    With d* the exact sum of the shifted tables and x = (reference distance - shifts),
-    the approximate pass gives d~ within a factor (1 +- rho) of d*, and |x - d*| <= delta
-    (float32 rounding of the tables and of the reference sums). If at least k items have
-    d~ <= tau, every item of the top k has d~ <= (tau + 2 delta)(1 + rho)/(1 - rho).
-    tables: (B, M, K), tau: (B,) -> (B,) float32.
+    weights: (M*K, B), sample: (S, M) offsets -> (B,). Non-negative float32 values order
+    like their bit patterns, so distances are compared as int32.
     """
-    m_books = tables.shape[1]
-    u = _unit_roundoff(dtype)
-    rho = (1 + u) ** 2 - 1 + (m_books + 2) * 2.0 ** -24
-    delta = 2 * (m_books + 2) * 2.0 ** -24 * tables.amax(2).sum(1)      # (B,)
-    return (tau + 2 * delta) * ((1 + rho) / (1 - rho)) * (1 + 2.0 ** -20)
+    dist = _distances(sample, weights)                                          # (S, B)
+    kth = dist.topk(rank, dim=0, largest=False, sorted=False).values.amax(0)     # (B,)
+    return kth.view(torch.int32)
 
 
-def _within(approx: torch.Tensor, limit: torch.Tensor) -> torch.Tensor:
-    """approx (B, n) <= limit (B,), comparing bfloat16 as integers with the limit rounded up."""
-    if approx.dtype != torch.bfloat16:
-        return approx <= limit.unsqueeze(1)
-    # non-negative bfloat16 values order like their bit patterns; round the limit up to one
-    up = ((limit.float().view(torch.int32) + 0xFFFF) >> 16).to(torch.int16)
-    return approx.view(torch.int16) <= up.unsqueeze(1)
+def _column(place: torch.Tensor, width: int) -> torch.Tensor:
+    """Positions in a row-major (n, width) block -> their column."""
+    return place & (width - 1) if width & (width - 1) == 0 else place % width
 
 
-def _exact_top_k(tables: torch.Tensor, codes: torch.Tensor, k: int, rows_at_once: int) -> torch.Tensor:
-    """Top k by (distance, index) from whole rows of exact distances. tables: (B, M, K) -> (B, k)."""
-    out = [ranked_top_k(lookup_distances(part, codes), k) for part in tables.split(rows_at_once)]
-    return torch.cat(out) if out else codes.new_zeros(0, min(k, codes.shape[0]), dtype=torch.long)
+def _pair_keys(row: torch.Tensor, dist: torch.Tensor, width: int) -> Tuple[torch.Tensor, int]:
+    """Sort keys ordering (query, distance) pairs by query, then distance.
 
-
-def _candidates(shifted: torch.Tensor, limit: torch.Tensor, codes: torch.Tensor, blocks,
-                p: Plan) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(row, item) pairs whose approximate distance is within each row's limit.
-
-    shifted: (B, M*K) shifted tables in p.dtype, limit: (B,), blocks(j): the one-hot of
-    gallery chunk j. A row that reaches p.max_candidates stops collecting. -> rows (n,)
-    and items (n,), sorted by row then item, and the count per row (B,).
+    row: (n,) query in [0, width), dist: (n,) int32 distance bits -> keys (n,) and the
+    shift of the query in them. int32 keys (distance bits above the block's smallest)
+    when the block's distances span few enough values, which sort about twice as fast;
+    else int64 keys.
     """
-    b = shifted.shape[0]
-    count = torch.zeros(b, dtype=torch.long, device=shifted.device)
-    found_rows, found_items = [], []
-    for j, start in enumerate(range(0, codes.shape[0], p.gallery_chunk)):
-        one_hot = blocks(j)                                                     # (M*K, Gc)
-        for r in range(0, b, p.query_block):
-            approx = shifted[r:r + p.query_block] @ one_hot                     # (b, Gc)
-            pair = _within(approx, limit[r:r + p.query_block]).nonzero()        # (n, 2)
-            rows, items = pair[:, 0] + r, pair[:, 1] + start
-            full = count > p.max_candidates
-            count += torch.bincount(rows, minlength=b)
-            if full.any():
-                keep = ~full[rows]
-                rows, items = rows[keep], items[keep]
-            found_rows.append(rows)
-            found_items.append(items)
-    rows, items = torch.cat(found_rows), torch.cat(found_items)
-    if p.gallery_chunk < codes.shape[0]:                    # pairs came gallery chunk first
-        order = torch.sort(rows, stable=True).indices
-        rows, items = rows[order], items[order]
-    return rows, items, count
+    shift = 31 - max(width - 1, 1).bit_length()
+    if len(dist):
+        low = dist.min()
+        if int(dist.max() - low) < 2 ** shift:
+            return (row.int() << shift) | (dist - low), shift
+    return (row << 31) | dist.long(), 31
 
 
-def _ranked_by_key(rows: torch.Tensor, items: torch.Tensor, dist: torch.Tensor,
-                   num_rows: int, k: int) -> torch.Tensor:
-    """Per row, the k items with the smallest (distance, item), from pairs sorted by row.
+def _threshold_top_k(weights: torch.Tensor, offsets: torch.Tensor, limit: torch.Tensor,
+                     k: int, p: Plan, kept: Tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Exact top k of a block of queries from the items within their thresholds.
 
-    Non-negative float32 distances order like their bit patterns, so one int64 key
-    (distance bits, item) per pair sorts by distance and then by gallery index.
-    rows, items, dist: (n,); a row with fewer than k pairs gets meaningless entries
-    past its pairs -> (num_rows, k) items.
+    weights: (M*K, B), offsets: (G, M), limit: (B,) int32 threshold bits, kept: room for
+    B * p.max_candidates candidates (positions int64, distance bits int32) -> (B, k).
+    Candidates go straight into `kept`, so the memory freed by one gallery chunk's
+    distances is whole again for the next one.
     """
-    count = torch.bincount(rows, minlength=num_rows)                            # (B,)
-    key = (dist.view(torch.int32).long() << 32) | items                        # (n,)
-    col = torch.arange(len(rows), device=rows.device) - (count.cumsum(0) - count)[rows]
-    width = max(int(count.max()) if len(rows) else 0, k)
-    padded = torch.full((num_rows, width), torch.iinfo(torch.long).max,
-                        dtype=torch.long, device=rows.device)                   # (B, width)
-    padded[rows, col] = key
-    return padded.topk(k, dim=1, largest=False, sorted=True).values & 0xFFFFFFFF   # keys are unique
-
-
-def _filtered_top_k(tables: torch.Tensor, codes: torch.Tensor, offsets: torch.Tensor, blocks,
-                    sample: torch.Tensor, rank: int, k: int, p: Plan) -> torch.Tensor:
-    """Exact top k of each query from the candidates of an approximate pass. -> (B, k)."""
-    shifted = (tables - tables.amin(2, keepdim=True)).flatten(1).to(p.dtype)   # (B, M*K), >= 0
-    tau = (shifted @ sample).float().kthvalue(rank, dim=1).values             # (B,)
-    rows, items, count = _candidates(shifted, _limits(tables, tau, p.dtype), codes, blocks, p)
-    exact = (count < k) | (count > p.max_candidates)          # threshold too low, or too many ties
-    if exact.any():
-        keep = ~exact[rows]
-        rows, items = rows[keep], items[keep]
-    dist = pair_distances(tables, rows, offsets.index_select(0, items))         # (n,)
-    top = _ranked_by_key(rows, items, dist, tables.shape[0], k)                 # (B, k)
-    redo = exact.nonzero().squeeze(1)
+    b, g = weights.shape[1], offsets.shape[0]
+    places, dists = kept
+    filled = 0
+    found = torch.zeros(b, dtype=torch.long, device=weights.device)
+    for start in range(0, g, p.gallery_chunk):
+        bits = _distances(offsets[start:start + p.gallery_chunk], weights).view(torch.int32)  # (n, B)
+        flat = (bits <= limit).view(-1).nonzero().squeeze(1)        # item * B + query, ascending
+        found += torch.bincount(_column(flat, b), minlength=b)
+        over = found > p.max_candidates
+        if over.any():                 # dropped, and ranked from whole rows below
+            limit = torch.where(over, -1, limit)
+            flat = flat[~over[_column(flat, b)]]
+            keep = ~over[_column(places[:filled], b)]
+            stay = int(keep.sum())
+            places[:stay], dists[:stay] = places[:filled][keep], dists[:filled][keep]
+            filled = stay
+        n = len(flat)
+        torch.index_select(bits.view(-1), 0, flat, out=dists[filled:filled + n])
+        torch.add(flat, start * b, out=places[filled:filled + n])
+        filled += n
+    place = places[:filled]                                               # (n,) item * B + query
+    key, shift = _pair_keys(_column(place, b), dists[:filled], b)
+    key, order = torch.sort(key, stable=True)                 # by (query, distance, item)
+    queries = torch.arange(b + 1, device=weights.device, dtype=key.dtype)
+    bounds = torch.searchsorted(key, queries << shift)        # each query's run of pairs
+    first, count = bounds[:-1], bounds.diff()
+    redo = (count < k).nonzero().squeeze(1)          # threshold too low, or dropped
+    if len(redo) == b:
+        return _exact_top_k(weights, offsets, k, p.exact_rows)
+    ranks = (first.unsqueeze(1) + torch.arange(k, device=weights.device)).clamp_max(len(key) - 1)
+    top = place.index_select(0, order.index_select(0, ranks.view(-1))).view(b, k) // b    # (B, k)
+    del key, order, ranks                       # freed before any whole rows are ranked
     if len(redo):
-        top[redo] = _exact_top_k(tables[redo], codes, k, p.exact_rows)
+        top[redo] = _exact_top_k(weights[:, redo], offsets, k, p.exact_rows)
     return top
 
 
@@ -306,42 +288,42 @@ def result_distances(queries: torch.Tensor, codes: torch.Tensor, codebooks: torc
 
 def search(queries: torch.Tensor, codes: torch.Tensor, codebooks: torch.Tensor,
            k: int, distance: str = "euclidean") -> Iterator[Tuple[int, torch.Tensor]]:
-    """Exact ADC top k of every query, by (distance, gallery index), chunk by chunk.
+    """Exact ADC top k of every query, by (distance, gallery index), block by block.
 
     queries: (Q, M*L), codes: (G, M), codebooks: (M, K, L), distance: one of `DISTANCES`.
-    Yields (first query, indices (B, min(k, G))) for consecutive chunks of queries;
+    Yields (first query, indices (B, min(k, G))) for consecutive blocks of queries;
     memory as `plan` bounds it.
     """
     device = queries.device
+    queries = queries.detach()
     codes = codes.to(device)
     codebooks = codebooks.detach().to(device)
-    g, (m_books, k_words, _) = codes.shape[0], codebooks.shape
+    g, k_words = codes.shape[0], codebooks.shape[1]
     if not torch.isfinite(queries).all() or not torch.isfinite(codebooks).all():
         raise ValueError("queries and codebooks must be finite (no NaN or inf)")
     k = min(k, g)
-    p = plan(g, m_books, k_words, k, device, queries.shape[0])
-    if not p.filtered or k == 0:
-        for start in range(0, queries.shape[0], p.exact_rows):
-            tables = adc_tables(queries[start:start + p.exact_rows], codebooks, distance)
-            yield start, _exact_top_k(tables, codes, k, p.exact_rows)
-        return
-    size = min(max(SAMPLE, -(-SAMPLE_IN_TOP_K * g // k)), MAX_SAMPLE)
-    if g <= size:                                              # the sample is the whole gallery
-        sample_items, rank = torch.arange(g, device=device), k
-    else:                                                      # expected rank + 2.5 sigma
-        sample_items = torch.randperm(g, generator=torch.Generator().manual_seed(0))[:size].to(device)
-        expected = k / g * size
-        rank = min(size, int(expected + 2.5 * expected ** 0.5) + 1)
-    sample = _one_hot(codes[sample_items], k_words, p.dtype)                  # (M*K, S)
+    p = plan(g, k)
     offsets = book_offsets(codes, k_words)                                    # (G, M) int32
-    chunks = range(0, g, p.gallery_chunk)
-    single = _one_hot(codes, k_words, p.dtype) if len(chunks) == 1 else None
-
-    def blocks(j: int) -> torch.Tensor:
-        if single is not None:
-            return single
-        return _one_hot(codes[chunks[j]:chunks[j] + p.gallery_chunk], k_words, p.dtype)
-
-    for start in range(0, queries.shape[0], p.query_chunk):
-        tables = adc_tables(queries[start:start + p.query_chunk], codebooks, distance)  # (B, M, K)
-        yield start, _filtered_top_k(tables, codes, offsets, blocks, sample, rank, k, p)
+    block = p.query_block if p.threshold else p.exact_rows
+    if p.threshold:
+        size = min(max(SAMPLE, -(-SAMPLE_IN_TOP_K * g // k)), MAX_SAMPLE)
+        if g <= size:                                          # the sample is the whole gallery
+            sample, rank = offsets, k
+        else:
+            chosen = torch.randint(g, (size,), generator=torch.Generator().manual_seed(0))
+            sample = offsets[chosen.sort().values.to(device)]                   # (S, M)
+            expected = k / g * size
+            rank = min(size, int(expected + SPREAD * expected ** 0.5) + 1)
+        room = p.query_block * p.max_candidates
+        kept = (torch.empty(room, dtype=torch.long, device=device),
+                torch.empty(room, dtype=torch.int32, device=device))
+    for start in range(0, queries.shape[0], block):
+        tables = adc_tables(queries[start:start + block], codebooks, distance)   # (B, M, K)
+        if k == 0:
+            yield start, torch.zeros(len(tables), 0, dtype=torch.long, device=device)
+        elif p.threshold:
+            weights = _weights(tables)                                           # (M*K, B)
+            limit = _sampled_limit(weights, sample, rank)
+            yield start, _threshold_top_k(weights, offsets, limit, k, p, kept)
+        else:
+            yield start, _exact_top_k(_weights(tables), offsets, k, p.exact_rows)

@@ -1,15 +1,9 @@
-"""spq.adc.search: the filtered exact top-k equals a stable sort of every whole row."""
+"""spq.adc.search: the thresholded exact top-k equals a stable sort of every whole row."""
 import pytest
 import torch
 
 import spq.adc as A
 from spq.quantization import encode
-
-
-@pytest.fixture(autouse=True)
-def filter_even_for_few_queries(monkeypatch):
-    """The small cases here must exercise the filtered path, which few queries skip."""
-    monkeypatch.setattr(A, "MIN_QUERIES_PER_WORD", 0)
 
 
 def reference_top_k(queries, codes, books, k):
@@ -33,7 +27,7 @@ def case(seed, q, g, m_books=8, k_words=16, length=4, scale=1.0):
 @pytest.mark.parametrize("seed,q,g,k", [(0, 20, 400, 10), (1, 7, 3000, 100), (2, 33, 5000, 50)])
 def test_search_equals_stable_sort(seed, q, g, k):
     queries, codes, books = case(seed, q, g)
-    assert A.plan(g, 8, 16, k, torch.device("cpu")).filtered
+    assert A.plan(g, k).threshold
     assert torch.equal(searched(queries, codes, books, k), reference_top_k(queries, codes, books, k))
 
 
@@ -53,19 +47,18 @@ def test_search_collided_codes_of_a_trained_like_gallery():
         assert torch.equal(searched(queries, codes, books, k), reference_top_k(queries, codes, books, k))
 
 
-def test_search_chunk_boundaries(monkeypatch):
+@pytest.mark.parametrize("block", [3, 4])       # % and the power-of-two bit masks
+def test_search_chunk_boundaries(monkeypatch, block):
     queries, codes, books = case(5, 41, 2777)
     expected = reference_top_k(queries, codes, books, 30)
-    monkeypatch.setattr(A, "ONE_HOT_BYTES", 8 * 16 * 2 * 1000)          # 1000-item gallery chunks
-    monkeypatch.setattr(A, "DISTANCE_BLOCK_BYTES", 1000 * 2 * 3)         # 3 queries per block
-    monkeypatch.setattr(A, "CANDIDATE_BYTES", (4 * 30 + 2048) * A.BYTES_PER_CANDIDATE * 8)
+    monkeypatch.setattr(A, "QUERY_BLOCK", block)
+    monkeypatch.setattr(A, "DISTANCE_BLOCK", 1000 * block)              # 1000-item gallery chunks
     monkeypatch.setattr(A, "SAMPLE", 300)                                # a sampled threshold:
     monkeypatch.setattr(A, "SAMPLE_IN_TOP_K", 5)                         # 463 of the 2777 items
-    p = A.plan(2777, 8, 16, 30, torch.device("cpu"))
-    if p.dtype == torch.bfloat16:
-        assert (p.gallery_chunk, p.query_block, p.query_chunk) == (1000, 3, 8)
+    p = A.plan(2777, 30)
+    assert (p.threshold, p.query_block, p.gallery_chunk) == (True, block, 1000)
     chunks = list(A.search(queries, codes, books, 30))
-    assert [start for start, _ in chunks] == list(range(0, 41, p.query_chunk))
+    assert [start for start, _ in chunks] == list(range(0, 41, block))
     assert torch.equal(torch.cat([idx for _, idx in chunks]), expected)
 
 
@@ -83,48 +76,94 @@ def test_search_sample_is_capped(monkeypatch):
     monkeypatch.setattr(A, "MAX_SAMPLE", 256)
     monkeypatch.setattr(A, "SAMPLE", 100)
     seen = []
-    one_hot = A._one_hot
-    monkeypatch.setattr(A, "_one_hot", lambda c, k, d: seen.append(len(c)) or one_hot(c, k, d))
+    distances = A._distances
+    monkeypatch.setattr(A, "_distances", lambda o, w: seen.append(len(o)) or distances(o, w))
     assert torch.equal(searched(queries, codes, books, 5), reference_top_k(queries, codes, books, 5))
-    assert seen[0] == 256                                   # the sample, then the gallery
-    assert seen[1] == 3000
+    assert seen[:2] == [256, 3000]                          # the sample, then the gallery
 
 
 def test_search_falls_back_to_exact_rows(monkeypatch):
     # a threshold that keeps nothing: every row must be ranked from its whole exact row
     queries, codes, books = case(7, 9, 2000)
-    monkeypatch.setattr(A, "_limits", lambda tables, tau, dtype: tau * 0 - 1)
+    monkeypatch.setattr(A, "_sampled_limit", lambda w, s, r: torch.full((w.shape[1],), -1, dtype=torch.int32))
     assert torch.equal(searched(queries, codes, books, 20), reference_top_k(queries, codes, books, 20))
 
 
-def test_search_mixes_filtered_and_exact_rows(monkeypatch):
+def test_search_mixes_thresholded_and_exact_rows(monkeypatch):
     # every third query's threshold keeps nothing: those rows alone are ranked exactly
     queries, codes, books = case(9, 12, 2000)
-    limits = A._limits
+    limits = A._sampled_limit
 
-    def some_too_low(tables, tau, dtype):
-        out = limits(tables, tau, dtype)
+    def some_too_low(weights, sample, rank):
+        out = limits(weights, sample, rank)
         out[::3] = -1
         return out
 
-    monkeypatch.setattr(A, "_limits", some_too_low)
+    monkeypatch.setattr(A, "_sampled_limit", some_too_low)
     assert torch.equal(searched(queries, codes, books, 20), reference_top_k(queries, codes, books, 20))
 
 
-@pytest.mark.parametrize("seed,scale", [(0, 1.0), (1, 1e-3), (2, 1e3), (3, 1.0)])
-def test_approximate_limit_keeps_the_exact_top_k(seed, scale):
-    """The proven margin: every item of the exact top k is within the approximate limit."""
-    queries, codes, books = case(seed, 30, 3000, scale=scale)
-    k = 50
+@pytest.mark.parametrize("chunk", [500, 6000])
+def test_search_ranks_masses_of_ties_from_whole_rows(monkeypatch, chunk):
+    # two codes: about 3000 items tie at each query's smallest distance, more than
+    # max_candidates (2052 at k=1), so those queries are dropped (after the chunk that
+    # overflowed them, with several chunks) and ranked from whole rows
+    queries, codes, books = case(14, 5, 6000, m_books=1, k_words=2)
+    monkeypatch.setattr(A, "DISTANCE_BLOCK", chunk * A.QUERY_BLOCK)
+    redone = []
+    exact = A._exact_top_k
+    monkeypatch.setattr(A, "_exact_top_k", lambda w, o, k, r: redone.append(w.shape[1]) or exact(w, o, k, r))
+    assert torch.equal(searched(queries, codes, books, 1), reference_top_k(queries, codes, books, 1))
+    assert redone == [5]
+
+
+def loop_distances(tables, codes):
+    """Plainly: for each pair, add the M table entries in book order, in float32."""
+    out = torch.zeros(tables.shape[0], codes.shape[0])
+    for i in range(tables.shape[0]):
+        for j in range(codes.shape[0]):
+            total = torch.zeros((), dtype=torch.float32)
+            for m in range(tables.shape[1]):
+                total = total + tables[i, m, int(codes[j, m])]
+            out[i, j] = total
+    return out
+
+
+@pytest.mark.parametrize("m_books,k_words,q", [(8, 16, 5), (16, 16, 3), (3, 256, 130), (1, 2, 1)])
+def test_distances_are_float32_sums_in_book_order(m_books, k_words, q):
+    """Bit for bit: the embedding_bag sums, the listed pairs' sums and plain loops."""
+    queries, codes, books = case(15, q, 40, m_books, k_words)
     tables = A.adc_tables(queries, books)
-    dtype = A.approximate_dtype(torch.device("cpu"))
-    shifted = (tables - tables.amin(2, keepdim=True)).flatten(1).to(dtype)
-    approx = shifted @ A._one_hot(codes, 16, dtype)                             # (Q, G)
-    tau = approx.float().kthvalue(k, dim=1).values
-    limit = A._limits(tables, tau, dtype)
-    top = reference_top_k(queries, codes, books, k)
-    assert A._within(approx, limit).gather(1, top).all()
-    assert (limit <= tau * 1.05 + 1e-3 * scale).all()      # and the margin stays small
+    dist = A.lookup_distances(tables, codes)
+    assert torch.equal(dist, loop_distances(tables, codes))
+    rows = torch.arange(q).repeat_interleave(40)
+    pairs = A.pair_distances(tables, rows, A.book_offsets(codes, k_words).repeat(q, 1))
+    assert torch.equal(pairs.view(q, 40), dist)
+
+
+@pytest.mark.parametrize("seed,span", [(0, 2 ** 10), (1, 2 ** 30)])
+def test_pair_keys_order_by_query_then_distance(seed, span):
+    # a narrow span of distance bits gives int32 keys, a wide one int64 keys
+    gen = torch.Generator().manual_seed(seed)
+    rows = torch.randint(0, 100, (5000,), generator=gen)
+    dists = (torch.randint(0, span, (5000,), generator=gen) + 2 ** 29).int()
+    key, shift = A._pair_keys(rows, dists, 100)
+    assert key.dtype == (torch.int32 if span < 2 ** 24 else torch.int64)
+    order = torch.sort(key, stable=True).indices
+    expected = sorted(range(5000), key=lambda i: (int(rows[i]), int(dists[i]), i))
+    assert order.tolist() == expected
+    assert torch.equal(key[order] >> shift, rows[order].to(key.dtype))
+
+
+def test_search_with_exact_matches_spans_many_binades():
+    # queries that are reconstructions of gallery items: distances from 0 to large,
+    # too wide a span for int32 keys
+    queries, codes, books = case(16, 10, 3000)
+    recon = torch.cat([books[m, codes[:10, m].long()] for m in range(8)], dim=1)   # (10, 32)
+    queries = torch.cat([recon, queries])
+    out = searched(queries, codes, books, 20)
+    assert torch.equal(out, reference_top_k(queries, codes, books, 20))
+    assert torch.equal(out[:10, 0], torch.arange(10))
 
 
 def test_search_rejects_non_finite_queries():
@@ -134,27 +173,16 @@ def test_search_rejects_non_finite_queries():
         searched(queries, codes, books, 5)
 
 
-@pytest.mark.parametrize("m_books,k_words", [(8, 16), (16, 16), (4, 256)])
-def test_plan_bounds_memory_at_a_million_items(m_books, k_words):
-    g, k = 1_000_000, 1000
-    p = A.plan(g, m_books, k_words, k, torch.device("cpu"))
-    size = torch.finfo(p.dtype).bits // 8
-    assert p.filtered
-    assert m_books * k_words * p.gallery_chunk * size <= A.ONE_HOT_BYTES
-    assert p.query_block * p.gallery_chunk * size <= A.DISTANCE_BLOCK_BYTES
-    assert p.query_chunk * p.max_candidates * A.BYTES_PER_CANDIDATE <= A.CANDIDATE_BYTES
+@pytest.mark.parametrize("k", [1, 1000, 10_000, 125_000])
+def test_plan_bounds_memory_at_a_million_items(k):
+    g = 1_000_000
+    p = A.plan(g, k)
+    assert p.threshold
+    assert p.query_block * p.gallery_chunk <= A.DISTANCE_BLOCK
+    assert p.query_block * p.max_candidates <= A.CANDIDATES or p.query_block == 1
     assert p.exact_rows * g <= A.MAX_DISTANCES_PER_CHUNK
-    whole = A.plan(g, m_books, k_words, g, torch.device("cpu"))         # whole-gallery ranking
-    assert not whole.filtered and whole.exact_rows == 8
-
-
-@pytest.mark.parametrize("q", [1, 5])
-def test_few_queries_skip_the_filter_with_the_same_ranking(monkeypatch, q):
-    monkeypatch.setattr(A, "MIN_QUERIES_PER_WORD", 3)
-    queries, codes, books = case(11, q, 3000)
-    assert not A.plan(3000, 8, 16, 10, torch.device("cpu"), num_queries=q).filtered
-    assert A.plan(3000, 8, 16, 10, torch.device("cpu"), num_queries=48).filtered
-    assert torch.equal(searched(queries, codes, books, 10), reference_top_k(queries, codes, books, 10))
+    whole = A.plan(g, g)                                     # whole-gallery ranking
+    assert not whole.threshold and whole.exact_rows == 4
 
 
 def squared_loops(queries, codes, books):
