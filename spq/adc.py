@@ -69,7 +69,7 @@ def adc_tables(queries: torch.Tensor, codebooks: torch.Tensor, distance: str = "
 def book_offsets(codes: torch.Tensor, num_words: int) -> torch.Tensor:
     """Codes (G, M) -> (G, M) int32 positions m*K + codes[g, m] in a query's flat (M*K) table."""
     books = torch.arange(codes.shape[1], device=codes.device, dtype=torch.int32)
-    return (codes + books * num_words).to(torch.int32)      # uint8 codes: one pass
+    return codes.to(torch.int32) + books * num_words
 
 
 def _weights(tables: torch.Tensor) -> torch.Tensor:
