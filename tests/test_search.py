@@ -6,6 +6,15 @@ import spq.adc as A
 from spq.quantization import encode
 
 
+@pytest.fixture(autouse=True)
+def threshold_even_for_small_cases(monkeypatch):
+    """The small cases here must exercise the threshold path, which a sample as large as
+    the gallery, or fewer than MIN_QUERIES queries, would skip."""
+    monkeypatch.setattr(A, "SAMPLE", 100)
+    monkeypatch.setattr(A, "SAMPLE_IN_TOP_K", 5)
+    monkeypatch.setattr(A, "MIN_QUERIES", 0)
+
+
 def reference_top_k(queries, codes, books, k):
     """Whole rows of exact distances, stably sorted: (distance, gallery index) order."""
     dist = A.lookup_distances(A.adc_tables(queries, books), codes)
@@ -27,7 +36,7 @@ def case(seed, q, g, m_books=8, k_words=16, length=4, scale=1.0):
 @pytest.mark.parametrize("seed,q,g,k", [(0, 20, 400, 10), (1, 7, 3000, 100), (2, 33, 5000, 50)])
 def test_search_equals_stable_sort(seed, q, g, k):
     queries, codes, books = case(seed, q, g)
-    assert A.plan(g, k).threshold
+    assert A.plan(g, k, q).threshold
     assert torch.equal(searched(queries, codes, books, k), reference_top_k(queries, codes, books, k))
 
 
@@ -110,6 +119,8 @@ def test_search_ranks_masses_of_ties_from_whole_rows(monkeypatch, chunk):
     # overflowed them, with several chunks) and ranked from whole rows
     queries, codes, books = case(14, 5, 6000, m_books=1, k_words=2)
     monkeypatch.setattr(A, "DISTANCE_BLOCK", chunk * A.QUERY_BLOCK)
+    monkeypatch.setattr(A, "SAMPLE_IN_TOP_K", 0.1)                      # a 600-item sample
+    assert A.plan(6000, 1, 5).threshold
     redone = []
     exact = A._exact_top_k
     monkeypatch.setattr(A, "_exact_top_k", lambda w, o, k, r: redone.append(w.shape[1]) or exact(w, o, k, r))
@@ -171,6 +182,15 @@ def test_search_rejects_non_finite_queries():
     queries[1, 2] = float("nan")
     with pytest.raises(ValueError, match="finite"):
         searched(queries, codes, books, 5)
+
+
+def test_whole_rows_for_few_queries_or_a_sample_as_large_as_the_gallery(monkeypatch):
+    monkeypatch.setattr(A, "MIN_QUERIES", 8)
+    queries, codes, books = case(17, 8, 3000)
+    assert A.plan(3000, 10, 8).threshold and not A.plan(3000, 10, 7).threshold
+    assert not A.plan(3000, 1, 8).threshold                  # a sample of 15,000 > 3,000 items
+    for q in (1, 7, 8):
+        assert torch.equal(searched(queries[:q], codes, books, 10), reference_top_k(queries[:q], codes, books, 10))
 
 
 @pytest.mark.parametrize("k", [1, 1000, 10_000, 125_000])
