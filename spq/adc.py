@@ -267,9 +267,9 @@ def _threshold_top_k(weights: torch.Tensor, offsets: torch.Tensor, limit: torch.
     place = places[:filled]                                               # (n,) item * B + query
     key, shift = _pair_keys(_column(place, b), dists[:filled], b)
     key, order = torch.sort(key, stable=True)                 # by (query, distance, item)
-    queries = torch.arange(b + 1, device=weights.device, dtype=key.dtype)
-    bounds = torch.searchsorted(key, queries << shift)        # each query's run of pairs
-    first, count = bounds[:-1], bounds.diff()
+    queries = torch.arange(b, device=weights.device, dtype=key.dtype)
+    first = torch.searchsorted(key, queries << shift)        # where each query's pairs start
+    count = torch.cat([first[1:], first.new_tensor([len(key)])]) - first
     redo = (count < k).nonzero().squeeze(1)          # threshold too low, or dropped
     if len(redo) == b:
         return _exact_top_k(weights, offsets, k, p.exact_rows)

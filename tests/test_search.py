@@ -250,3 +250,16 @@ def test_unknown_distance_is_refused():
     queries, codes, books = case(13, 2, 10)
     with pytest.raises(ValueError, match="euclidean, squared"):
         A.adc_distances(queries, codes, books, "cosine")
+
+
+@pytest.mark.parametrize("q", [4, 128])
+def test_no_query_is_ranked_from_whole_rows_needlessly(monkeypatch, q):
+    # a generous threshold keeps at least k items for every query: none is redone,
+    # the block's last query included (its run of pairs ends the sorted keys)
+    monkeypatch.setattr(A, "SPREAD", 8.0)
+    queries, codes, books = case(18, q, 3000)
+    redone = []
+    exact = A._exact_top_k
+    monkeypatch.setattr(A, "_exact_top_k", lambda w, o, k, r: redone.append(w.shape[1]) or exact(w, o, k, r))
+    assert torch.equal(searched(queries, codes, books, 20), reference_top_k(queries, codes, books, 20))
+    assert redone == []
