@@ -1,19 +1,22 @@
 """Time mAP@Top_N under ADC on the CIFAR-10 protocol's sizes; prints one JSON line.
 
     python bench/eval_speed.py [--device cpu|cuda] [--queries 10000] [--gallery 50000]
-                               [--books 8 16] [--plain_queries 50]
+                               [--books 8 16] [--plain_queries 50] [--repeats 3]
 
 Random descriptors and a random codebook (K=16, L=16; M from --books: 8 is 32 bits,
 16 is 64 bits). Figures: seconds for the whole mAP computation (codes given) per
-configuration; in the same run, on slices of the queries of the first configuration,
-the per-query seconds of a plain per-query implementation (Python loops over books and
-codewords for each query, as the authors' evaluation does) and of an earlier
-implementation (whole rows of distances by one gather per book, then top-k); the ratios; the resident
-memory before the first search, the peak right after it, and the peak of the whole run.
+configuration, the median of --repeats runs (all runs listed too); in the same run, on
+--repeats consecutive slices of the queries of the first configuration, the per-query
+seconds (median over the slices) of a plain per-query implementation (Python loops over
+books and codewords for each query, as the authors' evaluation does) and of an earlier
+implementation (whole rows of distances by one gather per book, then top-k); the ratios
+of those medians; the resident memory before the first search, the peak right after
+it, and the peak of the whole run.
 """
 import argparse
 import json
 import resource
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -98,38 +101,50 @@ def main():
     ap.add_argument("--plain_queries", type=int, default=50, help="queries timed with the plain loops")
     ap.add_argument("--rows_queries", type=int, default=500,
                     help="queries timed with the earlier whole-row implementation")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="timed runs of each configuration, and slices for each comparison")
     a = ap.parse_args()
     device = torch.device(a.device)
 
     data = [case(a.queries, a.gallery, m, device, seed=i) for i, m in enumerate(a.books)]
     rss_before = rss_mb()
     out = {"device": str(device), "threads": torch.get_num_threads(), "queries": a.queries,
-           "gallery": a.gallery, "top_n": a.top_n}
+           "gallery": a.gallery, "top_n": a.top_n, "repeats": a.repeats}
     for m, d in zip(a.books, data):
-        value, sec = timed(lambda: R.mean_average_precision(*d, top_k=a.top_n), device)
-        out[f"seconds_{m * 4}bit"] = round(sec, 3)
+        runs = []
+        for _ in range(a.repeats):
+            value, sec = timed(lambda: R.mean_average_precision(*d, top_k=a.top_n), device)
+            runs.append(sec)
+            if m == a.books[0] and len(runs) == 1:
+                out["peak_rss_after_first_search_mb"] = round(max_rss_mb(), 1)
+        out[f"seconds_{m * 4}bit"] = round(statistics.median(runs), 3)
+        out[f"seconds_{m * 4}bit_runs"] = [round(x, 3) for x in runs]
         out[f"mAP_{m * 4}bit"] = round(value, 5)
-        if m == a.books[0]:
-            out["peak_rss_after_first_search_mb"] = round(max_rss_mb(), 1)
     first = data[0]
     per_query = out[f"seconds_{a.books[0] * 4}bit"] / a.queries
 
-    cpu = [t.cpu() for t in first]
-    sliced = [cpu[0][:a.plain_queries], cpu[1][:a.plain_queries], *cpu[2:]]
-    plain, plain_sec = timed(lambda: plain_map(*sliced, a.top_n), torch.device("cpu"))
-    fast_slice = R.mean_average_precision(*[t.to(device) for t in sliced], top_k=a.top_n)
-    rows = [first[0][:a.rows_queries], first[1][:a.rows_queries], *first[2:]]
-    rows_value, rows_sec = timed(lambda: whole_rows_map(*rows, a.top_n), device)
-    fast_rows = R.mean_average_precision(*rows, top_k=a.top_n)
+    def per_slice(fn, n, on):
+        """Median seconds per query of fn over consecutive slices of n queries, and
+        whether its mAP agrees with the fast search's on each slice."""
+        secs, agree = [], []
+        for i in range(a.repeats):
+            part = [t.to(on) for t in (first[0][i * n:(i + 1) * n], first[1][i * n:(i + 1) * n], *first[2:])]
+            value, sec = timed(lambda: fn(*part, a.top_n), on)
+            fast = R.mean_average_precision(*[t.to(device) for t in part], top_k=a.top_n)
+            secs.append(sec / n)
+            agree.append(abs(value - fast) < 1e-5)
+        return statistics.median(secs), all(agree)
 
+    plain, plain_ok = per_slice(plain_map, a.plain_queries, torch.device("cpu"))
+    rows, rows_ok = per_slice(whole_rows_map, a.rows_queries, device)
     out.update({
         "seconds_per_query": round(per_query, 7),
-        "plain_seconds_per_query": round(plain_sec / a.plain_queries, 6),
-        "speedup_vs_plain": round(plain_sec / a.plain_queries / per_query, 1),
-        "plain_agrees": abs(plain - fast_slice) < 1e-5,
-        "whole_rows_seconds_per_query": round(rows_sec / a.rows_queries, 7),
-        "speedup_vs_whole_rows": round(rows_sec / a.rows_queries / per_query, 2),
-        "whole_rows_agree": abs(rows_value - fast_rows) < 1e-6,
+        "plain_seconds_per_query": round(plain, 6),
+        "speedup_vs_plain": round(plain / per_query, 1),
+        "plain_agrees": plain_ok,
+        "whole_rows_seconds_per_query": round(rows, 7),
+        "speedup_vs_whole_rows": round(rows / per_query, 2),
+        "whole_rows_agree": rows_ok,
         "rss_before_search_mb": round(rss_before, 1),
         "peak_rss_mb": round(max_rss_mb(), 1),
     })
