@@ -8,10 +8,9 @@ a path per item. Figures: milliseconds to answer one query (search and the dista
 its results; the median over --repeats random queries, after one warm-up), the same with
 the sampled threshold forced (which `spq.adc.search` leaves to batches of at least
 MIN_QUERIES queries, ranking fewer from whole rows) and the ratio of the two, measured in
-this run; milliseconds
-per query for a batch of --batch queries; seconds to load the index file (which `query`
-does on every call); and the peak resident memory. The network's encoding of the query
-image is not included.
+this run; milliseconds per query for a batch of --batch queries; seconds to load the
+index file (which `query` does on every call); and the peak resident memory. The
+network's encoding of the query image is not included.
 """
 import argparse
 import json

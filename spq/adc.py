@@ -265,11 +265,10 @@ def _threshold_top_k(weights: torch.Tensor, offsets: torch.Tensor, limit: torch.
         torch.add(flat, start * b, out=places[filled:filled + n])
         filled += n
     place = places[:filled]                                               # (n,) item * B + query
-    key, shift = _pair_keys(_column(place, b), dists[:filled], b)
+    key, _ = _pair_keys(_column(place, b), dists[:filled], b)
     key, order = torch.sort(key, stable=True)                 # by (query, distance, item)
-    queries = torch.arange(b, device=weights.device, dtype=key.dtype)
-    first = torch.searchsorted(key, queries << shift)        # where each query's pairs start
-    count = torch.cat([first[1:], first.new_tensor([len(key)])]) - first
+    count = found.masked_fill(found > p.max_candidates, 0)   # pairs kept per query
+    first = count.cumsum(0) - count                           # where each query's pairs start
     redo = (count < k).nonzero().squeeze(1)          # threshold too low, or dropped
     if len(redo) == b:
         return _exact_top_k(weights, offsets, k, p.exact_rows)

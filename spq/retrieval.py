@@ -1,8 +1,8 @@
 """Retrieval metrics under the ADC ranking: mAP, precision@k, precision-recall.
 
 Each query ranks the gallery by asymmetric distance (see `spq.adc`; `distance`
-"euclidean", the paper's, or "squared", FAISS's), ties by gallery index. An item is relevant to a query when they share a label: class indices (N,) or
-multi-hot rows (N, C).
+"euclidean", the paper's, or "squared", FAISS's), ties by gallery index. An item is
+relevant to a query when they share a label: class indices (N,) or multi-hot rows (N, C).
 - AP@n of a query: the mean, over the relevant items among its first n results, of the
   precision at each one's rank (0 when none is there); mAP@n averages it over queries.
   n = None means the whole gallery.
