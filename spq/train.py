@@ -19,6 +19,7 @@ from .data import ImageSet, load_cifar10
 from .distributed import (World, agree, from_environment, gather_rows, init, shard, share_buffers,
                           shutdown)
 from .errors import SPQError
+from . import faults
 from .evaluation import evaluate, evaluate_all, format_metrics
 from .folder import load_folder
 from .interrupt import Interrupted, StopRequest
@@ -174,6 +175,7 @@ def train_one_epoch(step: Callable[[torch.Tensor], torch.Tensor], images: torch.
             total += loss
             bar.update(1)
             done = i + 1
+            faults.hit("step")
             boundary = done % PROGRESS_EVERY == 0 or done == steps
             if not world.distributed:
                 stopping = stop.signum is not None
@@ -254,6 +256,7 @@ def run(args, explicit: Iterable[str] = ()) -> int:
     Under torchrun, one process of several (`spq.distributed`). Raises SPQError for
     problems the user can fix, Interrupted after a signal was honoured.
     """
+    faults.arm()
     world = from_environment()
     if world.distributed and args.batch_size % world.size:
         raise SPQError(f"--batch_size {args.batch_size} (the global batch) does not divide among "
