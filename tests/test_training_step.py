@@ -72,7 +72,8 @@ def test_compile_falls_back_with_a_warning(monkeypatch, capsys):
     assert "--compile is not available here (RuntimeError: no compiler here)" in capsys.readouterr().err
 
 
-# The augmentation's distributions, from the parameters kornia samples for a large batch.
+# The simclr augmentation's distributions, from the parameters kornia samples for a large
+# batch (the authors' pipeline has its own in tests/test_augment.py).
 N = 20000
 
 
@@ -80,7 +81,7 @@ N = 20000
 def params():
     torch.manual_seed(4)
     shape = torch.Size([N, 3, 32, 32])
-    return [m.forward_parameters(shape) for m in make_augmentation(32)]
+    return [m.forward_parameters(shape) for m in make_augmentation(32, "simclr")]
 
 
 def rate_ok(p, expected):
