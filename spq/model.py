@@ -26,7 +26,8 @@ class BasicBlock(nn.Module):
 
 
 class CifarResNet18(nn.Module):
-    """ResNet-18 for small images: 3x3 stride-1 stem, no max-pool, 512-d output.
+    """ResNet-18 for small images: 3x3 stride-1 stem, no max-pool, 512-d output, PyTorch's
+    default initialisation (convolution weights uniform in +-1/sqrt(fan_in)).
 
     images: (B, 3, H, W) floats in [0, 1] -> features: (B, 512) after a 512->512
     linear layer and ReLU.
@@ -42,9 +43,7 @@ class CifarResNet18(nn.Module):
             in_ch = out_ch
         self.stages = nn.Sequential(*stages)
         self.fc = nn.Sequential(nn.Linear(512, 512), nn.ReLU(inplace=True))
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        # every layer keeps PyTorch's default initialisation, as the authors' network did
 
     def forward(self, images):
         h = self.stages(self.stem(images))          # (B, 512, H/8, W/8)

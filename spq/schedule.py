@@ -1,8 +1,9 @@
 """Learning-rate schedules, stepped once at the end of each epoch."""
 import torch
 
-# The authors keep the LR constant for this many epochs before stepping their scheduler.
-AUTHORS_WARM_EPOCHS = 10
+# The authors' loop counts epochs from 0 and steps its scheduler after each epoch >= 10, so
+# their first 11 epochs (1-based 1..11) run at the base LR.
+AUTHORS_CONSTANT_EPOCHS = 11
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, kind: str, steps_per_epoch: int,
@@ -22,10 +23,10 @@ def make_scheduler(optimizer: torch.optim.Optimizer, kind: str, steps_per_epoch:
 def end_of_epoch(scheduler, kind: str, epoch: int) -> None:
     """Advance the schedule after 1-based `epoch` has finished.
 
-    The authors' schedule starts stepping after epoch 10, so epochs 1..10 run at the
-    base LR and epoch 10 + s at the cosine's step s.
+    The authors' schedule starts stepping after epoch 11, so epochs 1..11 run at the
+    base LR and epoch 11 + s at the cosine's step s.
     """
-    if kind != "authors" or epoch >= AUTHORS_WARM_EPOCHS:
+    if kind != "authors" or epoch >= AUTHORS_CONSTANT_EPOCHS:
         scheduler.step()
 
 

@@ -26,6 +26,23 @@ def test_cifar_resnet18_layout():
     assert 11.1e6 < trunk < 11.2e6
 
 
+def test_cnn_keeps_pytorch_default_init():
+    """Every convolution as PyTorch initialises it (kaiming_uniform_ with a = sqrt(5)):
+    uniform in +-1/sqrt(fan_in); the authors' network applied no init of its own."""
+    torch.manual_seed(0)
+    model = SPQ()
+    convs = [m for m in model.features.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 20                       # stem, 16 in the blocks, 3 shortcuts
+    for conv in convs:
+        w = conv.weight.detach()
+        bound = 1 / math.sqrt(w[0].numel())       # fan_in = in_channels x kh x kw
+        assert w.abs().max() <= bound and w.abs().max() > 0.95 * bound
+        assert w.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.05)
+        assert abs(w.mean().item()) < 0.05 * bound
+    for bn in (m for m in model.features.modules() if isinstance(m, nn.BatchNorm2d)):
+        assert (bn.weight == 1).all() and (bn.bias == 0).all()
+
+
 def test_codebook_init_is_xavier_over_the_authors_matrix():
     torch.manual_seed(0)
     model = SPQ(8, 16, 16)
