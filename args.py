@@ -102,6 +102,17 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "the paper prints 0.2 because it divides by it: 1/0.2 = 5.0")
     g.add_argument("--contrastive_temperature", default=0.5, type=float,
                    help="t_cqc, temperature of the cross quantized contrastive loss; paper: 0.5")
+    g.add_argument("--augment", default="authors", choices=["authors", "simclr"],
+                   help="how the two views are made. authors: what the authors' script did on "
+                        "kornia 0.5.10, the run behind the paper's numbers (additive-brightness "
+                        "colour jitter, a fixed horizontal-only 3-tap blur, crops strictly "
+                        "smaller than the image); simclr: the SimCLR pipeline the paper "
+                        "describes, as kornia does it today (torchvision-style colour jitter, "
+                        "blur sigma drawn from 0.1..2.0 per image)")
+    _bool_option(g, "--freeze_bn_after_eval", False,
+                 "after the first evaluation, keep training with the model in eval mode "
+                 "(BatchNorm frozen at its running statistics), as the authors' script did by "
+                 "never switching back; off: training always uses batch statistics")
 
     g = p.add_argument_group("optimisation")
     g.add_argument("--batch_size", default=256, type=int,
@@ -114,9 +125,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--weight_decay", default=1e-5, type=float,
                    help="Adam weight decay (L2 added to the gradient); paper: 1e-5")
     g.add_argument("--lr_schedule", default="authors", choices=["authors", "cosine", "constant"],
-                   help="authors: constant for 10 epochs, then PyTorch CosineAnnealingLR with "
+                   help="authors: constant for 11 epochs, then PyTorch CosineAnnealingLR with "
                         "T_max = steps per epoch, stepped once per epoch (periodic: LR reaches 0 "
-                        "at epoch 205 at batch 256, then rises again), as in the authors' code; "
+                        "at epoch 206 at batch 256, then rises again), as in the authors' code; "
                         "cosine: one decay to 0 over --epochs; constant: --lr throughout")
     g.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
                    help="arithmetic of the CNN's forward pass: fp32, or bf16/fp16 autocast "

@@ -28,7 +28,10 @@ REQUIRED = ("epoch", "best_map", "args", "model", "optimizer", "scheduler", "sca
 # Options that define the model or the method: a resumed run must keep them.
 METHOD_OPTIONS = ("N_books", "N_words", "L_word", "input_size", "soft_quantization_scale",
                   "contrastive_temperature", "batch_size", "lr", "weight_decay", "lr_schedule",
-                  "num_cls", "precision")
+                  "num_cls", "precision", "augment", "freeze_bn_after_eval")
+# Method options added after checkpoints were first written, with the behaviour those
+# older checkpoints were trained with.
+LEGACY_METHOD = {"augment": "simclr", "freeze_bn_after_eval": False}
 # Options whose command-line value is not compared with the checkpoint's.
 RUN_ONLY_OPTIONS = ("resume", "eval_only")
 
@@ -124,6 +127,7 @@ def merge_args(args, saved: Dict, explicit: Iterable[str], path) -> List[str]:
     returned lines say which of them differ from the checkpoint's.
     """
     explicit = set(explicit)
+    saved = {**LEGACY_METHOD, **saved}
     for name in METHOD_OPTIONS:
         if name not in saved:
             continue

@@ -191,6 +191,13 @@ def train_one_epoch(step: Callable[[torch.Tensor], torch.Tensor], images: torch.
     return progress.step == steps
 
 
+def bn_frozen(args, best_map: Optional[float]) -> bool:
+    """Whether training runs with the model in eval mode: with --freeze_bn_after_eval, once
+    an evaluation has happened (a best mAP exists), as in the authors' script, whose
+    evaluation switched the model to eval mode and never back."""
+    return bool(args.freeze_bn_after_eval) and best_map is not None
+
+
 def distribute(model: SPQ, world: World, device: torch.device, sync_bn: bool):
     """The DistributedDataParallel wrapper that runs the CNN under torchrun (None for one
     process); with `sync_bn`, BatchNorm layers first become SyncBatchNorm."""
@@ -361,11 +368,11 @@ def _run(args, explicit: Iterable[str], world: World, device: torch.device) -> i
         for name in names:
             atomic_save(state, out / name)
 
-    augment = make_augmentation(args.input_size).to(device)
+    augment = make_augmentation(args.input_size, args.augment).to(device)
     forward = distribute(model, world, device, args.sync_bn)
     if args.compile:
         forward = compile_model(forward or model, args.input_size) or forward
-    model.train()
+    model.train(not bn_frozen(args, best))
     gather = gather_rows if world.distributed else None
 
     def step(batch):
@@ -375,7 +382,10 @@ def _run(args, explicit: Iterable[str], world: World, device: torch.device) -> i
     processes = f", {world.size} processes of {args.batch_size // world.size}" if world.distributed else ""
     say(f"SPQ: {model.bits} bits ({args.N_books} books x {args.N_words} words), "
         f"{len(train_images)} training images, batch {args.batch_size}{processes}, epochs "
-        f"{start}..{args.epochs}, device {device}, output {out}")
+        f"{start}..{args.epochs}, {args.augment} views, device {device}, output {out}")
+    if args.freeze_bn_after_eval:
+        say("--freeze_bn_after_eval: training continues in eval mode (frozen BatchNorm) "
+            "after the first evaluation" + (" (frozen already)" if bn_frozen(args, best) else ""))
     if unevaluable:
         say(f"evaluation skipped: {unevaluable}; training goes on, without best.pth")
     with StopRequest() as stop:
@@ -400,6 +410,7 @@ def _run(args, explicit: Iterable[str], world: World, device: torch.device) -> i
                 m = measure()
                 is_best = best is None or m > best
                 best = m if is_best else best
+                model.train(not bn_frozen(args, best))
                 record.update({"mAP": m, "bits": model.bits, "top_n": args.Top_N,
                                "adc_distance": args.adc_distance,
                                "eval_seconds": round(time.time() - t1, 3)})
