@@ -24,13 +24,23 @@ def _bool_option(parser, name, default, help):
                         metavar="BOOL", help=help)
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends "(default: X)" to an option's help unless X is None (an option without a
+    value, or whose help says what it falls back to)."""
+
+    def _get_help_string(self, action):
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         "main_SPQ.py", allow_abbrev=False,
         description="Train SPQ (Self-supervised Product Quantization, Jang & Cho, ICCV 2021) "
                     "on CIFAR-10 or a folder of images without labels and evaluate retrieval "
                     "mAP with asymmetric distances. Defaults reproduce the paper's CIFAR-10 32-bit setting.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=_HelpFormatter)
 
     g = p.add_argument_group("hardware")
     g.add_argument("--gpu_id", default="0", type=str,
@@ -52,7 +62,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="cifar10: the official python batches in --data_dir/cifar-10-batches-py "
                         "(paper); folder: your own images, --data_dir/train/ for training and, "
                         "when present, --data_dir/test/ as queries and --data_dir/gallery/ as the "
-                        "database (default: the training images), searched recursively for "
+                        "database (else the training images), searched recursively for "
                         ".jpg .jpeg .png .bmp .webp; the first folder level names the class "
                         "(used only for evaluation); list: multi-label list files "
                         "(--train_list, --query_list, --gallery_list), as for FLICKR25K and "
@@ -83,6 +93,15 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="number of classes in the labels (used only for evaluation); 10 for "
                         "CIFAR-10; --dataset list: the number of label columns (24 for "
                         "FLICKR25K, 21 for NUS-WIDE); --dataset folder counts its class folders")
+    g.add_argument("--train_per_class", default=0, type=int, metavar="N",
+                   help="keep only the first N training images of each class, in the data's "
+                        "order (images; 0: all; paper: all); to try the program on a subset in "
+                        "minutes on a CPU; needs one class per image (CIFAR-10 or class folders); "
+                        "a training set that is also the gallery shrinks with it, a separate "
+                        "gallery stays whole")
+    g.add_argument("--query_per_class", default=0, type=int, metavar="N",
+                   help="keep only the first N query (test) images of each class, in the data's "
+                        "order (images; 0: all; paper: all)")
     g.add_argument("--images_in_memory_gb", default=8.0, type=float,
                    help="--dataset folder or list: decoded images (3 x input_size^2 bytes "
                         "each, all sets together) up to this many GiB are held in memory (and on the "
@@ -154,13 +173,20 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "the squared distance to the item's reconstruction, as FAISS's IndexPQ "
                         "ranks)")
     g.add_argument("--output_dir", default=".", type=str,
-                   help="folder for log.jsonl, last.pth (every epoch) and best.pth (best mAP)")
+                   help="folder for log.jsonl, last.pth (every epoch) and best.pth (best mAP); "
+                        "when resuming without it: the folder holding the checkpoint")
     g.add_argument("--resume", default=None, type=str, metavar="PATH|auto",
-                   help="continue the run saved in this checkpoint (e.g. OUTPUT_DIR/last.pth), "
-                        "taking the model and method options from it; 'auto' continues from "
-                        "OUTPUT_DIR/last.pth when it exists and starts a new run otherwise")
+                   help="continue the run saved in this checkpoint (e.g. OUTPUT_DIR/last.pth): "
+                        "every option not typed is taken from the checkpoint's run (data, "
+                        "epochs, evaluation period, device, ...); typed ones override it, "
+                        "except the model and method options, which must match; 'auto' "
+                        "continues from OUTPUT_DIR/last.pth when it exists and starts a new "
+                        "run otherwise")
     _bool_option(g, "--eval_only", False,
-                 "with --resume: evaluate the checkpoint's model, print its mAP and exit")
+                 "with --resume: train nothing; evaluate the checkpoint's model on its run's "
+                 "data, print every retrieval metric (mAP@Top_N, mAP over the whole gallery, "
+                 "precision@k, precision-recall) and write them to OUTPUT_DIR/retrieval.json "
+                 "(OUTPUT_DIR: the checkpoint's folder unless --output_dir is given)")
     return p
 
 
@@ -171,7 +197,8 @@ def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     for name in positive:
         if getattr(args, name) <= 0:
             p.error(f"--{name} must be positive, got {getattr(args, name)}")
-    for name in ["Top_N", "weight_decay", "num_workers", "images_in_memory_gb"]:
+    for name in ["Top_N", "weight_decay", "num_workers", "images_in_memory_gb", "train_per_class",
+                 "query_per_class"]:
         if getattr(args, name) < 0:
             p.error(f"--{name} must be zero or positive, got {getattr(args, name)}")
     k = args.N_words

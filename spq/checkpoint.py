@@ -119,27 +119,38 @@ def load_checkpoint(path) -> Dict:
 
 
 def merge_args(args, saved: Dict, explicit: Iterable[str], path) -> List[str]:
-    """Reconcile the command line with the checkpoint's arguments.
+    """Reconcile the command line with the checkpoint's arguments `saved`; returns the
+    lines to print.
 
-    Options of METHOD_OPTIONS take the checkpoint's values; giving one with another
-    value is refused (SPQError naming it). Other options (epochs, eval_epoch,
-    output_dir, num_workers, data_dir, ...) keep their command-line values; the
-    returned lines say which of them differ from the checkpoint's.
+    An option the user did not type takes the checkpoint's value (data, epochs,
+    evaluation period, device, ...), except --output_dir, which becomes the folder
+    holding the checkpoint (where its run wrote it); the first line lists what was taken
+    where it differs from the default. A typed option overrides the checkpoint's value
+    (one line per change), except those of METHOD_OPTIONS, which must keep it (SPQError
+    naming the option).
     """
     explicit = set(explicit)
     saved = {**LEGACY_METHOD, **saved}
     for name in METHOD_OPTIONS:
-        if name not in saved:
-            continue
-        if name in explicit and getattr(args, name) != saved[name]:
+        if name in saved and name in explicit and getattr(args, name) != saved[name]:
             raise SPQError(f"--{name} {getattr(args, name)} differs from the checkpoint's "
                            f"{saved[name]} ({path}); a resumed run keeps the model and method: "
                            f"drop --{name} or start a new run")
-        setattr(args, name, saved[name])
-    return [f"--{name} {value} (the checkpoint's run had {saved[name]})"
-            for name, value in sorted(vars(args).items())
-            if name in saved and name not in METHOD_OPTIONS + RUN_ONLY_OPTIONS
-            and saved[name] != value]
+    taken, changed = [], []
+    for name, value in sorted(vars(args).items()):
+        if name in RUN_ONLY_OPTIONS or (name not in saved and name != "output_dir"):
+            continue
+        if name in explicit:
+            if saved.get(name, value) != value:
+                changed.append(f"--{name} {value} (the checkpoint's run had {saved[name]})")
+            continue
+        new = os.path.dirname(os.path.abspath(path)) if name == "output_dir" else saved[name]
+        setattr(args, name, new)
+        if new != value:
+            taken.append(f"--{name} {new}")
+    line = (f"options from the checkpoint's run: {' '.join(taken)} (type an option to override it)"
+            if taken else "options from the checkpoint's run: all equal to the defaults")
+    return [line] + changed
 
 
 def load_state(module_or_optim, state: Dict, what: str, path) -> None:

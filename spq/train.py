@@ -28,6 +28,7 @@ from .loss import cqc_loss
 from .model import SPQ
 from .precision import autocast, make_scaler, memory_format
 from .schedule import end_of_epoch, make_scheduler
+from .subset import cap_per_class
 
 # Read the running loss back from the device every this many steps, for the progress bar
 # and the non-finite check (each read waits for the device; every step would stall a GPU).
@@ -56,16 +57,23 @@ def resolve_device(choice: str, gpu_id: str, quiet: bool = False) -> torch.devic
 
 def load_data(args, say=print) -> ImageSet:
     """The images of --dataset: CIFAR-10's batches, or a folder or list files decoded once
-    (see spq.folder, spq.lists)."""
-    if args.dataset == "cifar10":
-        return load_cifar10(args.data_dir, args.num_cls, args.if_download)
+    (see spq.folder, spq.lists); with --train_per_class / --query_per_class, their first
+    images of each class."""
     budget = int(args.images_in_memory_gb * 2 ** 30)
-    if args.dataset == "folder":
+    if args.dataset == "cifar10":
+        data = load_cifar10(args.data_dir, args.num_cls, args.if_download)
+    elif args.dataset == "folder":
         data = load_folder(args.data_dir, args.input_size, args.num_workers, budget, args.output_dir)
     else:
         data = load_lists(args.data_dir, args.train_list, args.query_list, args.gallery_list,
                           args.num_cls, args.input_size, args.num_workers, budget, args.output_dir)
-    say(data.summary(f"{args.dataset} dataset"))
+    train_n, query_n = args.train_per_class, args.query_per_class
+    if train_n or query_n:
+        data = cap_per_class(data, train_n, query_n)
+        caps = [f"{n} {what}" for n, what in [(train_n, "training"), (query_n, "query")] if n]
+        say(f"subset: at most {' and '.join(caps)} images per class")
+    if args.dataset != "cifar10" or train_n or query_n:
+        say(data.summary(f"{args.dataset} dataset"))
     return data
 
 
@@ -257,6 +265,30 @@ def _resume_path(args, say=print) -> Optional[str]:
     return None
 
 
+# Options naming files or folders: stored absolute, so that a checkpoint's run can be
+# resumed or evaluated from any working directory.
+PATH_OPTIONS = ("data_dir", "output_dir", "train_list", "query_list", "gallery_list")
+
+
+def absolute_paths(args) -> None:
+    """Make the path options of `args` absolute (relative to the working directory)."""
+    for name in PATH_OPTIONS:
+        if getattr(args, name, None):
+            setattr(args, name, os.path.abspath(getattr(args, name)))
+
+
+def _load_resume(args, explicit: Iterable[str], say=print):
+    """(checkpoint path, checkpoint) of --resume, or (None, None) for a new run; the
+    options the user did not type are taken from the checkpoint's run (`merge_args`)."""
+    resume = _resume_path(args, say)
+    if not resume:
+        return None, None
+    ckpt = load_checkpoint(resume)
+    for note in merge_args(args, ckpt["args"], explicit, resume):
+        say(f"resume: {note}")
+    return resume, ckpt
+
+
 def run(args, explicit: Iterable[str] = ()) -> int:
     """Train (or, with --eval_only, evaluate) as the arguments say; returns the exit status.
 
@@ -265,6 +297,8 @@ def run(args, explicit: Iterable[str] = ()) -> int:
     """
     faults.arm()
     world = from_environment()
+    absolute_paths(args)
+    resume, ckpt = _load_resume(args, explicit, print if world.main else (lambda *a, **k: None))
     if world.distributed and args.batch_size % world.size:
         raise SPQError(f"--batch_size {args.batch_size} (the global batch) does not divide among "
                        f"{world.size} processes; use a multiple of {world.size}")
@@ -275,19 +309,13 @@ def run(args, explicit: Iterable[str] = ()) -> int:
                        "CPU); drop it")
     init(world, device)
     try:
-        return _run(args, explicit, world, device)
+        return _run(args, resume, ckpt, world, device)
     finally:
         shutdown()
 
 
-def _run(args, explicit: Iterable[str], world: World, device: torch.device) -> int:
+def _run(args, resume: Optional[str], ckpt, world: World, device: torch.device) -> int:
     say = print if world.main else (lambda *a, **k: None)
-    resume = _resume_path(args, say)
-    ckpt = None
-    if resume:
-        ckpt = load_checkpoint(resume)
-        for note in merge_args(args, ckpt["args"], explicit, resume):
-            say(f"resume: {note}")
     data = load_data(args, say)
     if data.train_images.shape[0] < args.batch_size and not args.eval_only:
         raise SPQError(f"--batch_size {args.batch_size} exceeds the {data.train_images.shape[0]} "
