@@ -66,6 +66,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--gallery_list", default=None, type=str, metavar="FILE",
                    help="--dataset list: the retrieval database, same format; default: the "
                         "training list")
+    _bool_option(g, "--allow_outside_data_dir", False,
+                 "--dataset list: accept list paths that lie outside --data_dir (absolute, or "
+                 "climbing out with ..); by default such a line is an error, as list paths are "
+                 "relative to --data_dir")
     _bool_option(g, "--if_download", False,
                  "download CIFAR-10 into --data_dir if missing (checksum verified); "
                  "accepts true/false, 1/0, or the bare flag for true")

@@ -64,7 +64,8 @@ def load_data(args, say=print) -> ImageSet:
         data = load_folder(args.data_dir, args.input_size, args.num_workers, budget, args.output_dir)
     else:
         data = load_lists(args.data_dir, args.train_list, args.query_list, args.gallery_list,
-                          args.num_cls, args.input_size, args.num_workers, budget, args.output_dir)
+                          args.num_cls, args.input_size, args.num_workers, budget, args.output_dir,
+                          args.allow_outside_data_dir)
     say(data.summary(f"{args.dataset} dataset"))
     return data
 
