@@ -28,18 +28,18 @@ class OutputLock:
 
     The kernel drops a flock when its process dies, however it dies, so a lock left by a
     killed run never blocks the next one. The file names the holder, for the refusal
-    message. `release` removes it, and the folder if `acquire` created it and it is empty.
+    message. `release` removes it, and the folders `acquire` created if they are empty.
     """
 
     def __init__(self, folder):
         self.folder = Path(folder)
         self.path = self.folder / LOCK
         self.fd: Optional[int] = None
-        self.created = False
+        self.created: List[Path] = []     # folders made by acquire, deepest first
 
     def acquire(self) -> "OutputLock":
         try:
-            self.created = not self.folder.exists()
+            self.created = [f for f in (self.folder, *self.folder.parents) if not f.exists()]
             self.folder.mkdir(parents=True, exist_ok=True)
             while True:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -71,8 +71,10 @@ class OutputLock:
             return
         try:
             self.path.unlink(missing_ok=True)      # still held: no other run has it open locked
-            if self.created and not any(self.folder.iterdir()):
-                self.folder.rmdir()
+            for folder in self.created:
+                if any(folder.iterdir()):
+                    break
+                folder.rmdir()
         except OSError:
             pass
         finally:

@@ -23,9 +23,9 @@ from .evaluation import evaluate, evaluate_all, format_metrics
 from .folder import load_folder
 from .interrupt import Interrupted, StopRequest
 from .lists import load_lists
-from .outdir import LOG, OutputLock, append_row, clean, read_rows, restore_record
 from .loss import cqc_loss
 from .model import SPQ
+from .outdir import LOG, OutputLock, append_row, clean, read_rows, restore_record
 from .precision import autocast, make_scaler, memory_format
 from .schedule import end_of_epoch, make_scheduler
 

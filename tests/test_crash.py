@@ -195,3 +195,13 @@ def test_options_a_checkpoint_lacks_or_does_not_know_are_accepted(two_epochs, tm
         c["args"]["retired_option"] = "x"
     torch.save(edit(ckpt, older), tmp_path / "older.pth")
     assert load_checkpoint(tmp_path / "older.pth")["epoch"] == 2
+
+
+def test_the_lock_removes_only_the_empty_folders_it_made(tmp_path):
+    with OutputLock(tmp_path / "a" / "b" / "c"):
+        assert (tmp_path / "a" / "b" / "c" / LOCK).is_file()
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "a").mkdir()
+    with OutputLock(tmp_path / "a" / "b"):
+        (tmp_path / "a" / "kept.txt").write_text("")
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["kept.txt"]
