@@ -147,11 +147,15 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "the squared distance to the item's reconstruction, as FAISS's IndexPQ "
                         "ranks)")
     g.add_argument("--output_dir", default=".", type=str,
-                   help="folder for log.jsonl, last.pth (every epoch) and best.pth (best mAP)")
+                   help="folder for log.jsonl, last.pth (every epoch) and best.pth (best mAP, "
+                        "the model only); one training run at a time: a second run on a folder "
+                        "in use is refused (see docs/crash-safety.md)")
     g.add_argument("--resume", default=None, type=str, metavar="PATH|auto",
                    help="continue the run saved in this checkpoint (e.g. OUTPUT_DIR/last.pth), "
                         "taking the model and method options from it; 'auto' continues from "
-                        "OUTPUT_DIR/last.pth when it exists and starts a new run otherwise")
+                        "OUTPUT_DIR/last.pth when it exists and starts a new run otherwise; "
+                        "best.pth holds no optimizer state: it serves --eval_only, and training "
+                        "from it is refused (continue from last.pth)")
     _bool_option(g, "--eval_only", False,
                  "with --resume: evaluate the checkpoint's model, print its mAP and exit")
     return p

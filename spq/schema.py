@@ -46,10 +46,18 @@ def _value_problem(action: argparse.Action, value) -> Optional[str]:
     """Why `value` cannot be what `action` parses to, or None."""
     if value is None and action.default is None:
         return None
+    if action.nargs in ("*", "+") or (_is_int(action.nargs) and action.nargs > 0):
+        if not isinstance(value, (list, tuple)):
+            return f"{value!r} is not a list"
+        return next(filter(None, (_single_problem(action, v) for v in value)), None)
+    return _single_problem(action, value)
+
+
+def _single_problem(action: argparse.Action, value) -> Optional[str]:
     if action.choices is not None and value not in action.choices:
         return f"{value!r} is not one of {', '.join(map(str, action.choices))}"
     kind = action.type
-    if action.const is True and action.nargs == "?":                     # a BOOL option
+    if action.nargs == 0 or (action.const is True and action.nargs == "?"):   # a flag, a BOOL
         ok = isinstance(value, bool)
     elif kind is int:
         ok = _is_int(value)

@@ -205,3 +205,21 @@ def test_the_lock_removes_only_the_empty_folders_it_made(tmp_path):
     with OutputLock(tmp_path / "a" / "b"):
         (tmp_path / "a" / "kept.txt").write_text("")
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["kept.txt"]
+
+
+def test_options_added_to_the_parser_are_checked_too(monkeypatch):
+    import args as options
+    from spq.schema import check_options
+    real = options.get_args_parser
+
+    def extended():
+        p = real()
+        p.add_argument("--augment", choices=["authors", "simclr"], default="authors")
+        p.add_argument("--caps", type=int, nargs="+", default=None)
+        return p
+    monkeypatch.setattr(options, "get_args_parser", extended)
+    stored = vars(options.parse_args([]))
+    assert check_options({**stored, "augment": "simclr", "caps": [3, 4]}) is None
+    assert "'bogus' is not one of authors, simclr" in check_options({**stored, "augment": "bogus"})
+    assert "3 is not a list" in check_options({**stored, "caps": 3})
+    assert "'x' is not a value" in check_options({**stored, "caps": [1, "x"]})
