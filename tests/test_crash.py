@@ -1,6 +1,5 @@
 """Crash safety: kill -9 at fixed points of the writes, a full disk, two runs on one folder,
 stale temporary files, model-only best.pth, and malformed checkpoints."""
-import json
 import os
 import signal
 import subprocess
@@ -11,12 +10,21 @@ import pytest
 import torch
 
 import main_SPQ
-from conftest import ROOT, SMALL, assert_clean_failure, assert_same_weights, read_log
+from cifar_fixture import write_cifar10
+from conftest import ROOT, SMALL, assert_same_weights, read_log
 from spq.checkpoint import atomic_save, load_checkpoint
 from spq.errors import SPQError
 from spq.outdir import LOCK, OutputLock, clean
 
-ARGV = ["--epochs", 3, "--eval_epoch", 1, *SMALL]          # the settings of `three_epochs`
+# 40 training images in batches of 16, cropped to 16 pixels: 2 short steps an epoch, to keep
+# the kill test (5 processes) short
+TINY = ["--device", "cpu", "--batch_size", 16, "--input_size", 16, "--seed", 1]
+ARGV = ["--epochs", 3, "--eval_epoch", 1, *TINY]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return write_cifar10(tmp_path_factory.mktemp("tiny"), per_batch=8, test=10)
 
 
 def cli(data, out, *extra, faults=""):
@@ -38,8 +46,10 @@ def temp_files(out):
     return sorted(p.name for p in Path(out).glob(".*.tmp*"))
 
 
-def test_kill_at_each_write_then_resume_matches_an_uninterrupted_run(data, three_epochs, tmp_path):
-    out = tmp_path / "run"
+def test_kill_at_each_write_then_resume_matches_an_uninterrupted_run(tiny, tmp_path):
+    data, out, straight = tiny, tmp_path / "run", tmp_path / "straight"
+    result = cli(data, straight)
+    assert result.returncode == 0, result.stderr
     # epoch 1 is the best so far: killed after last.pth, before best.pth and the log line
     killed(cli(data, out, faults="between_saves#1=kill"))
     assert epoch_of(out / "last.pth") == 1 and not (out / "best.pth").exists()
@@ -58,19 +68,19 @@ def test_kill_at_each_write_then_resume_matches_an_uninterrupted_run(data, three
     # the last resume repairs the log and finishes
     result = cli(data, out, "--resume", "auto")
     assert result.returncode == 0, result.stderr
-    log, reference = read_log(out), read_log(three_epochs)
+    log, reference = read_log(out), read_log(straight)
     assert [r["epoch"] for r in log] == [1, 2, 3]
     for a, b in zip(log, reference):
         assert a["loss"] == pytest.approx(b["loss"], abs=1e-6)
         assert a["mAP"] == pytest.approx(b["mAP"], abs=1e-6)
-    assert_same_weights(out / "last.pth", three_epochs / "last.pth")
-    assert_same_weights(out / "best.pth", three_epochs / "best.pth")
+    assert_same_weights(out / "last.pth", straight / "last.pth")
+    assert_same_weights(out / "best.pth", straight / "best.pth")
     assert temp_files(out) == [] and not (out / LOCK).exists()
 
 
-def test_full_disk_is_one_line_and_resume_restores_the_record(data, tmp_path, monkeypatch, capsys):
+def test_full_disk_is_one_line_and_resume_restores_the_record(tiny, tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
-    argv = [str(a) for a in ["--data_dir", data, "--output_dir", out, "--epochs", 1, *SMALL]]
+    argv = [str(a) for a in ["--data_dir", tiny, "--output_dir", out, "--epochs", 1, *TINY]]
     monkeypatch.setenv("SPQ_FAULTS", "save:best.pth#1=enospc")
     assert main_SPQ.main(argv) == 1
     err = capsys.readouterr().err
@@ -98,10 +108,10 @@ def test_the_space_a_failed_checkpoint_needs(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_second_run_on_the_folder_is_refused_at_once(data, tmp_path, capsys):
+def test_a_second_run_on_the_folder_is_refused_at_once(tiny, tmp_path, capsys):
     out = tmp_path / "busy"
     with OutputLock(out):                                     # a run holds the folder
-        code = main_SPQ.main([str(a) for a in ["--data_dir", data, "--output_dir", out, *SMALL]])
+        code = main_SPQ.main([str(a) for a in ["--data_dir", tiny, "--output_dir", out, *TINY]])
         assert code == 1
         err = capsys.readouterr().err
         assert f"error: --output_dir {out} is in use by another run (process {os.getpid()} on " in err
