@@ -1,6 +1,7 @@
 """Crash safety: kill -9 at fixed points of the writes, a full disk, two runs on one folder,
 stale temporary files, model-only best.pth, and malformed checkpoints."""
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -96,6 +97,27 @@ def test_full_disk_is_one_line_and_resume_restores_the_record(tiny, tmp_path, mo
     assert read_log(out)[0] == torch.load(out / "last.pth", weights_only=True)["log"][0]
 
 
+@pytest.fixture
+def file_size_limit():
+    """Writes past 50 MB fail in this process (EFBIG), as a full disk fails them."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (50 * 2 ** 20, hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    signal.signal(signal.SIGXFSZ, previous)
+
+
+def test_a_real_write_failure_is_one_line_not_a_traceback(tiny, tmp_path, file_size_limit, capsys):
+    out = tmp_path / "run"
+    argv = ["--data_dir", tiny, "--output_dir", out, "--epochs", 1, *TINY]
+    assert main_SPQ.main([str(a) for a in argv]) == 1           # last.pth is over 100 MB
+    err = capsys.readouterr().err
+    assert err == (f"error: cannot write {out / 'last.pth'} (File too large); the previous last.pth, "
+                   f"if any, is intact; then continue the run with --resume auto\n")
+    assert not out.exists()             # no temporary file, no lock: the folder it made is removed
+
+
 def test_the_space_a_failed_checkpoint_needs(tmp_path, monkeypatch):
     monkeypatch.setenv("SPQ_FAULTS", "save:c.pth=enospc")
     from spq import faults
@@ -111,7 +133,8 @@ def test_the_space_a_failed_checkpoint_needs(tmp_path, monkeypatch):
 def test_a_second_run_on_the_folder_is_refused_at_once(tiny, tmp_path, capsys):
     out = tmp_path / "busy"
     with OutputLock(out):                                     # a run holds the folder
-        code = main_SPQ.main([str(a) for a in ["--data_dir", tiny, "--output_dir", out, *TINY]])
+        code = main_SPQ.main([str(a) for a in ["--data_dir", tiny, "--output_dir", out, "--epochs", 1,
+                                               *TINY]])
         assert code == 1
         err = capsys.readouterr().err
         assert f"error: --output_dir {out} is in use by another run (process {os.getpid()} on " in err
