@@ -76,6 +76,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--gallery_list", default=None, type=str, metavar="FILE",
                    help="--dataset list: the retrieval database, same format; default: the "
                         "training list")
+    _bool_option(g, "--allow_outside_data_dir", False,
+                 "--dataset list: accept list paths that lie outside --data_dir (absolute, or "
+                 "climbing out with ..); by default such a line is an error, as list paths are "
+                 "relative to --data_dir")
     _bool_option(g, "--if_download", False,
                  "download CIFAR-10 into --data_dir if missing (checksum verified); "
                  "accepts true/false, 1/0, or the bare flag for true")
@@ -173,15 +177,18 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "the squared distance to the item's reconstruction, as FAISS's IndexPQ "
                         "ranks)")
     g.add_argument("--output_dir", default=".", type=str,
-                   help="folder for log.jsonl, last.pth (every epoch) and best.pth (best mAP); "
-                        "when resuming without it: the folder holding the checkpoint")
+                   help="folder for log.jsonl, last.pth (every epoch) and best.pth (best mAP, "
+                        "the model only); one training run at a time: a second run on a folder "
+                        "in use is refused (see docs/crash-safety.md); when resuming without it: "
+                        "the folder holding the checkpoint")
     g.add_argument("--resume", default=None, type=str, metavar="PATH|auto",
                    help="continue the run saved in this checkpoint (e.g. OUTPUT_DIR/last.pth): "
                         "every option not typed is taken from the checkpoint's run (data, "
                         "epochs, evaluation period, device, ...); typed ones override it, "
                         "except the model and method options, which must match; 'auto' "
                         "continues from OUTPUT_DIR/last.pth when it exists and starts a new "
-                        "run otherwise")
+                        "run otherwise; best.pth holds no optimizer state: it serves "
+                        "--eval_only, and training from it is refused (continue from last.pth)")
     _bool_option(g, "--eval_only", False,
                  "with --resume: train nothing; evaluate the checkpoint's model on its run's "
                  "data, print every retrieval metric (mAP@Top_N, mAP over the whole gallery, "

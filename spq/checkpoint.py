@@ -6,11 +6,17 @@ run's arguments), model, optimizer, scheduler, scaler (fp16 loss scaling), rng
 (every random stream the run draws from) and mid_epoch: None after a whole epoch, or, when a run was stopped by
 a signal inside an epoch, where that epoch stood (its number, steps done, loss sum,
 seconds, and the shuffling state at its start), so that a resumed run finishes it
-exactly as the uninterrupted run would have.
+exactly as the uninterrupted run would have. Since the crash-safe record
+(docs/crash-safety.md) also: log, the rows of log.jsonl up to its epoch, and best_epoch,
+the epoch whose model best.pth holds. best.pth holds the model only: optimizer,
+scheduler, scaler, rng and mid_epoch are None there (last.pth holds them).
 """
+import errno
+import io
 import json
 import os
 import random
+import shutil
 import warnings
 from pathlib import Path
 from typing import BinaryIO, Callable, Dict, Iterable, List
@@ -18,7 +24,9 @@ from typing import BinaryIO, Callable, Dict, Iterable, List
 import numpy as np
 import torch
 
+from . import faults
 from .errors import SPQError
+from .schema import check_checkpoint
 
 FORMAT = "spq-checkpoint"
 VERSION = 1
@@ -36,31 +44,119 @@ LEGACY_METHOD = {"augment": "simclr", "freeze_bn_after_eval": False}
 RUN_ONLY_OPTIONS = ("resume", "eval_only")
 
 
-def atomic_write(path, write: Callable[[BinaryIO], None]) -> None:
-    """Write a file through `write(f)` into a temporary file beside `path`, flush it to
-    disk, then rename it over `path`: a crash at any moment leaves either the old file or
-    the new one, never a torn one."""
+TEMP_INFIX = ".tmp"      # a file being written is .NAME.tmpPID beside NAME
+
+
+def temp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}{TEMP_INFIX}{os.getpid()}")
+
+
+def write_error(path, e: OSError, size: int, remedy: str = "") -> SPQError:
+    """The one-line error for a failed write of `size` bytes to `path`: the folder, its free
+    space and the space needed when the disk is full, and that the previous file is intact."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    folder = path.parent
+    line = f"cannot write {path} ({e.strerror or e})"
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        try:
+            free = f"{shutil.disk_usage(folder).free / 2 ** 20:.1f} MiB free"
+        except OSError:
+            free = "unknown free space"
+        line += (f": {folder} has {free} and this file needs {size / 2 ** 20:.1f} MiB; "
+                 f"free that much space there")
+    return SPQError(f"{line}; the previous {path.name}, if any, is intact{remedy}")
+
+
+def atomic_write_bytes(path, data: bytes, remedy: str = "") -> None:
+    """Write `data` into a temporary file beside `path`, flush it to disk, then rename it
+    over `path`: a crash at any moment leaves either the old file or the new one, never a
+    torn one (a crash leaves the temporary file; `remove_stale_temp_files` clears it).
+    A failed write (a full disk) raises `write_error` with `remedy` appended. The fault
+    point "save:NAME" (spq.faults) lies after the first half of the data is written."""
+    path = Path(path)
+    tmp = temp_path(path)
+    view = memoryview(data)
     try:
         with open(tmp, "wb") as f:
-            write(f)
+            f.write(view[:len(view) // 2])
+            f.flush()
+            faults.hit(f"save:{path.name}")
+            f.write(view[len(view) // 2:])
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        fsync_folder(path.parent)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise write_error(path, e, len(data), remedy) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
-def atomic_save(obj, path) -> None:
-    """torch.save `obj` to `path` atomically (see `atomic_write`)."""
-    atomic_write(path, lambda f: torch.save(obj, f))
+def fsync_folder(folder: Path) -> None:
+    """Make a rename in `folder` durable (where the system allows opening a folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
-def atomic_save_json(obj, path) -> None:
-    """Write `obj` as indented JSON to `path` atomically (see `atomic_write`)."""
-    atomic_write(path, lambda f: f.write((json.dumps(obj, indent=2) + "\n").encode()))
+def atomic_write(path, write: Callable[[BinaryIO], None], remedy: str = "") -> None:
+    """Write a file through `write(f)` (into memory first) atomically: see `atomic_write_bytes`."""
+    buffer = io.BytesIO()
+    write(buffer)
+    atomic_write_bytes(path, buffer.getbuffer(), remedy)
+
+
+def atomic_save(obj, path, remedy: str = "") -> None:
+    """torch.save `obj` to `path` atomically (see `atomic_write_bytes`). The bytes are made
+    in memory first, so a full disk is an OSError of the write, not an error inside torch.save."""
+    atomic_write(path, lambda f: torch.save(obj, f), remedy)
+
+
+def atomic_save_json(obj, path, remedy: str = "") -> None:
+    """Write `obj` as indented JSON to `path` atomically (see `atomic_write_bytes`)."""
+    atomic_write(path, lambda f: f.write((json.dumps(obj, indent=2) + "\n").encode()), remedy)
+
+
+def remove_stale_temp_files(folder, names: Iterable[str]) -> List[Path]:
+    """Remove the temporary files (.NAME.tmpPID) of `names` in `folder` that a killed
+    writer left, when no live process has that PID; returns the removed paths."""
+    removed = []
+    for name in names:
+        for tmp in Path(folder).glob(f".{name}{TEMP_INFIX}*"):
+            pid = tmp.name[len(name) + 1 + len(TEMP_INFIX):]
+            if pid.isdigit() and not _alive(int(pid)):
+                tmp.unlink(missing_ok=True)
+                removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False            # this process writes nothing before it cleans up
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True             # it exists, owned by another user
+    return True
+
+
+TRAINING_STATE = ("optimizer", "scheduler", "scaler", "rng", "mid_epoch")
+
+
+def model_only(state: Dict) -> Dict:
+    """A checkpoint without what only training needs (best.pth): TRAINING_STATE set to None."""
+    return {**state, **{k: None for k in TRAINING_STATE}}
 
 
 def rng_state(shuffle: torch.Generator) -> Dict:
@@ -78,7 +174,10 @@ def rng_state(shuffle: torch.Generator) -> Dict:
 def set_rng_state(state: Dict, shuffle: torch.Generator) -> None:
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"][:torch.cuda.device_count()])
+        try:
+            torch.cuda.set_rng_state_all(state["cuda"][:torch.cuda.device_count()])
+        except RuntimeError:
+            raise SPQError("the checkpoint's CUDA random states do not fit this PyTorch") from None
     n = state["numpy"]
     np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"],
                          n["has_gauss"], n["gauss"]))
@@ -110,11 +209,13 @@ def read_tagged(path, fmt: str, version: int, what: str, remedy: str = "") -> Di
 
 
 def load_checkpoint(path) -> Dict:
-    """Read and validate a checkpoint on the CPU; SPQError if unreadable or foreign."""
+    """Read and validate a checkpoint on the CPU (`spq.schema`); SPQError if unreadable,
+    foreign or malformed."""
     ckpt = read_tagged(path, FORMAT, VERSION, "checkpoint")
     missing = [k for k in REQUIRED if k not in ckpt]
     if missing:
         raise SPQError(f"{path} lacks {', '.join(missing)}: it cannot be resumed")
+    check_checkpoint(ckpt, path)
     return ckpt
 
 

@@ -1,5 +1,4 @@
 """The images a run uses (`ImageSet`), and CIFAR-10 from the official python batches."""
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -7,6 +6,7 @@ from typing import Optional
 import torch
 
 from .errors import SPQError
+from . import safe_pickle
 
 FOLDER = "cifar-10-batches-py"
 TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
@@ -79,12 +79,13 @@ class ImageSet:
 def _read_batch(path: Path):
     """One batch file -> (uint8 (n, 3, 32, 32), int64 (n,))."""
     try:
-        with open(path, "rb") as f:
-            entry = pickle.load(f, encoding="latin1")
+        entry = safe_pickle.load(path)
         data = entry.get("data", entry.get(b"data"))
         labels = entry.get("labels", entry.get(b"labels"))
         data = torch.as_tensor(data)
         labels = torch.as_tensor(labels, dtype=torch.int64)
+    except SPQError:
+        raise
     except Exception as e:  # any unreadable or foreign file is the same problem to the user
         raise SPQError(f"{path} is not a CIFAR-10 python batch ({type(e).__name__}: {e})") from None
     if data.dtype != torch.uint8 or data.ndim != 2 or data.shape[1] != 3072:

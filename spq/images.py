@@ -3,7 +3,8 @@
 Resizing rule (`--input_size` S): the shorter side is resized to S with Pillow's
 bicubic filter (antialiased when shrinking), keeping the aspect ratio, then the
 central S x S square is cropped. EXIF orientation is applied; greyscale, palette and
-alpha images are converted to RGB (alpha dropped). Large JPEGs are first reduced by
+alpha images are converted to RGB (alpha dropped), 16-bit greyscale scaled to 8 bits.
+A file of more than MAX_PIXELS pixels counts as unreadable (skipped with the others). Large JPEGs are first reduced by
 the decoder itself (`Image.draft`) to no less than S on each side.
 
 Files are decoded in worker processes (`workers`; 0 decodes in this process). The
@@ -16,6 +17,7 @@ import multiprocessing
 import os
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -25,6 +27,9 @@ from tqdm import tqdm
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 CHUNK = 64  # files per task sent to a worker
+# Files that would decode to more pixels (after a JPEG's reduced-scale decoding) are
+# skipped as unreadable: 2**26 RGB pixels take 192 MiB and seconds to decode.
+MAX_PIXELS = 2 ** 26
 
 
 def is_image_name(path: Path) -> bool:
@@ -36,13 +41,28 @@ def find_images(folder: Path) -> List[Path]:
     return sorted(p for p in folder.rglob("*") if is_image_name(p) and p.is_file())
 
 
+def to_rgb(im):
+    """A Pillow image in RGB. 16-bit greyscale (modes I;16*, and I, as 16-bit PNGs may
+    open) is scaled to 8 bits (value / 257, rounded), where convert("RGB") would clip it."""
+    if im.mode.startswith("I;16") or im.mode == "I":
+        from PIL import Image
+        wide = np.asarray(im).astype(np.float64)                       # (H, W)
+        im = Image.fromarray(np.clip(np.rint(wide / 257), 0, 255).astype(np.uint8), "L")
+    return im.convert("RGB")
+
+
 def decode(path, size: int) -> Optional[np.ndarray]:
-    """One file -> uint8 (3, size, size) by the module's resizing rule; None if unreadable."""
+    """One file -> uint8 (3, size, size) by the module's resizing rule; None if unreadable,
+    or when more than MAX_PIXELS pixels would be decoded."""
     from PIL import Image, ImageOps
     try:
-        with Image.open(path) as im:
-            im.draft("RGB", (size, size))          # JPEG only: decode at a reduced scale >= size
-            im = ImageOps.exif_transpose(im).convert("RGB")
+        with warnings.catch_warnings():       # Pillow's bomb warning: the limit below decides
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                im.draft("RGB", (size, size))      # JPEG only: decode at a reduced scale >= size
+                if im.size[0] * im.size[1] > MAX_PIXELS:
+                    return None
+                im = to_rgb(ImageOps.exif_transpose(im))
         w, h = im.size
         scale = size / min(w, h)
         new = (max(size, round(w * scale)), max(size, round(h * scale)))

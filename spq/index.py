@@ -270,10 +270,13 @@ def format_results(found: List[Dict], distance: str) -> str:
 
 def result_pixels(index: Index, items: List[int], tile: int, data_dir=None) -> List[Optional[np.ndarray]]:
     """uint8 pictures (3, h, w) of index items for the grid, None where one cannot be read."""
-    root = Path(data_dir or index.config["data_dir"])
     if index.paths is not None:
+        root = Path(data_dir or index.config["data_dir"])
         return [decode(root / index.paths[i], tile) for i in items]
-    data = load_cifar10(root, len(CLASSES))
+    if data_dir is None:   # the stored folder is only shown: batches are read where the user says
+        raise SPQError(f"--grid of a CIFAR-10 index needs --data_dir, the folder holding "
+                       f"cifar-10-batches-py/ (the index was built from {index.config['data_dir']})")
+    data = load_cifar10(data_dir, len(CLASSES))
     images = data.test_images if index.config["split"] == "test" else data.train_images
     return [images[int(index.positions[i])].numpy() for i in items]
 
@@ -329,8 +332,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "framed green (same class) or red (another class)")
     q.add_argument("--tile", default=64, type=int, help="--grid: side of each picture in pixels")
     q.add_argument("--data_dir", default=None,
-                   help="--grid: where the collection's images are now (default: where the "
-                        "index was built from)")
+                   help="--grid: where the collection's images are now (default for a folder "
+                        "index: where it was built from; a CIFAR-10 index needs it, so that "
+                        "no batch file is read from a folder the index names)")
     for s in (b, q):
         s.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"],
                        help="where the network runs: auto takes CUDA when available")

@@ -6,11 +6,14 @@ Each non-empty line of a list file names one image and its labels:
 
 the path relative to `--data_dir` (it may contain spaces: the path is the shortest
 prefix of the line that names an existing file), then C values 0 or 1, one per class
-(C = `--num_cls`). An image is relevant
-to a query when they share at least one label. Images are decoded once
+(C = `--num_cls`). A path that leaves `--data_dir` (absolute, or climbing out with ..)
+is refused unless `--allow_outside_data_dir`; a leading UTF-8 byte-order mark is
+ignored. An image is relevant to a query when they share at least one label. Images
+are decoded once
 (`spq.images`); every line must name a readable image, and a malformed line, a
 missing or unreadable file is an error naming the list file and the line.
 """
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,11 +47,19 @@ def _split(line: str, root: Path):
     return (path, []) if path.is_file() else (None, [])
 
 
-def read_list(list_file, data_dir, num_classes: int) -> ImageList:
-    """Parse a list file (see the module docstring); SPQError naming file and line."""
+def outside(path: Path, root: Path) -> bool:
+    """Whether `path` lies outside `root`, judged on the names (an absolute path, or one that
+    climbs out with ..); symbolic links inside `root` are the user's own and are followed."""
+    rel = os.path.relpath(os.path.normpath(path), os.path.normpath(root))
+    return rel == ".." or rel.startswith(".." + os.sep)
+
+
+def read_list(list_file, data_dir, num_classes: int, allow_outside: bool = False) -> ImageList:
+    """Parse a list file (see the module docstring); SPQError naming file and line.
+    A path outside `data_dir` is refused unless `allow_outside`."""
     source = Path(list_file)
     try:
-        text = source.read_text()
+        text = source.read_text(encoding="utf-8-sig")   # a leading byte-order mark is dropped
     except OSError as e:
         raise SPQError(f"cannot read the list file {source} ({e.strerror or e})") from None
     except UnicodeDecodeError:
@@ -64,6 +75,10 @@ def read_list(list_file, data_dir, num_classes: int) -> ImageList:
             guess = Path(data_dir) / line.rsplit(None, num_classes)[0]
             raise SPQError(f"{where}: {guess} does not exist (paths are relative to --data_dir "
                            f"{data_dir})")
+        if not allow_outside and outside(path, Path(data_dir)):
+            raise SPQError(f"{where}: {path} lies outside --data_dir {data_dir} (list paths are "
+                           f"relative to it); move the images there, or pass "
+                           f"--allow_outside_data_dir to accept such paths")
         if len(labels) != num_classes or any(v not in ("0", "1") for v in labels):
             raise SPQError(f"{where}: expected an image path then {num_classes} label values 0 or "
                            f"1 (--num_cls {num_classes}), got {len(labels)} value(s) after "
@@ -80,12 +95,14 @@ def read_list(list_file, data_dir, num_classes: int) -> ImageList:
 
 def load_lists(data_dir, train_list, query_list: Optional[str], gallery_list: Optional[str],
                num_classes: int, input_size: int, workers: int = 0, budget_bytes: int = 1 << 62,
-               spill_dir=None) -> ImageSet:
+               spill_dir=None, allow_outside: bool = False) -> ImageSet:
     """Decode the images of the training, query and gallery lists (gallery: the training
     list when None) into an ImageSet with multi-hot labels. Over `budget_bytes` of
-    decoded pixels, they are memory-mapped from temporary files in `spill_dir`."""
+    decoded pixels, they are memory-mapped from temporary files in `spill_dir`.
+    `allow_outside`: accept paths outside `data_dir` (see `read_list`)."""
     named = {"train": train_list, "test": query_list, "gallery": gallery_list}
-    lists = {split: read_list(f, data_dir, num_classes) for split, f in named.items() if f}
+    lists = {split: read_list(f, data_dir, num_classes, allow_outside)
+             for split, f in named.items() if f}
     decoded, on_disk = decode_splits({split: l.paths for split, l in lists.items()}, input_size,
                                      workers, budget_bytes, spill_dir)
     loaded = {}

@@ -1,5 +1,4 @@
 """The one place that wires data, model, loss, schedule, evaluation and checkpoints into a run."""
-import json
 import os
 import random
 import sys
@@ -14,7 +13,7 @@ from tqdm import tqdm
 
 from .augment import make_augmentation, to_float
 from .checkpoint import (FORMAT, VERSION, atomic_save, atomic_save_json, load_checkpoint, load_state,
-                         merge_args, rng_state, set_rng_state)
+                         merge_args, model_only, rng_state, set_rng_state)
 from .data import ImageSet, load_cifar10
 from .distributed import (World, agree, from_environment, gather_rows, init, shard, share_buffers,
                           shutdown)
@@ -26,6 +25,7 @@ from .interrupt import Interrupted, StopRequest
 from .lists import load_lists
 from .loss import cqc_loss
 from .model import SPQ
+from .outdir import LOG, OutputLock, append_row, clean, read_rows, restore_record
 from .precision import autocast, make_scaler, memory_format
 from .schedule import end_of_epoch, make_scheduler
 from .subset import cap_per_class
@@ -66,7 +66,8 @@ def load_data(args, say=print) -> ImageSet:
         data = load_folder(args.data_dir, args.input_size, args.num_workers, budget, args.output_dir)
     else:
         data = load_lists(args.data_dir, args.train_list, args.query_list, args.gallery_list,
-                          args.num_cls, args.input_size, args.num_workers, budget, args.output_dir)
+                          args.num_cls, args.input_size, args.num_workers, budget, args.output_dir,
+                          args.allow_outside_data_dir)
     train_n, query_n = args.train_per_class, args.query_per_class
     if train_n or query_n:
         data = cap_per_class(data, train_n, query_n)
@@ -244,6 +245,8 @@ def _prepare_output(out: Path, resuming: bool) -> None:
     except OSError as e:
         raise SPQError(f"--output_dir {out} cannot be written ({e.strerror}); "
                        f"choose a folder you can write to") from None
+    for path in clean(out):
+        print(f"removed {path}, left by a run that was killed while writing", file=sys.stderr)
     if not resuming:
         existing = [n for n in ("log.jsonl", "last.pth") if (out / n).exists()]
         if existing:
@@ -284,6 +287,10 @@ def _load_resume(args, explicit: Iterable[str], say=print):
     if not resume:
         return None, None
     ckpt = load_checkpoint(resume)
+    if ckpt["optimizer"] is None and not args.eval_only:
+        raise SPQError(f"{resume} holds the model only (best.pth keeps no optimizer state): "
+                       f"continue training from {Path(resume).parent / 'last.pth'} (or "
+                       f"--resume auto), or evaluate it with --eval_only")
     for note in merge_args(args, ckpt["args"], explicit, resume):
         say(f"resume: {note}")
     return resume, ckpt
@@ -308,9 +315,16 @@ def run(args, explicit: Iterable[str] = ()) -> int:
         raise SPQError("--sync_bn needs CUDA devices (PyTorch's SyncBatchNorm does not run on the "
                        "CPU); drop it")
     init(world, device)
+    # one run per output folder; --eval_only writes only retrieval.json (atomically) and may
+    # look at a folder whose run is still training
+    lock = OutputLock(args.output_dir) if world.main and not args.eval_only else None
     try:
+        if lock:
+            lock.acquire()
         return _run(args, resume, ckpt, world, device)
     finally:
+        if lock:
+            lock.release()
         shutdown()
 
 
@@ -367,14 +381,19 @@ def _run(args, resume: Optional[str], ckpt, world: World, device: torch.device) 
                                data.train_images.shape[0] // args.batch_size, args.epochs)
     scaler = make_scaler(device, args.precision)
     shuffle = torch.Generator().manual_seed(args.seed)
-    start, best, progress = 1, None, None
+    start, best, best_epoch, progress, rows = 1, None, None, None, []
+    remedy = "; then continue the run with --resume auto"
     if ckpt is not None:
         load_state(model, ckpt["model"], "model", resume)
         load_state(optimizer, ckpt["optimizer"], "optimizer state", resume)
         load_state(scheduler, ckpt["scheduler"], "scheduler state", resume)
         load_state(scaler, ckpt["scaler"], "fp16 loss-scaler state", resume)
         set_rng_state(ckpt["rng"], shuffle)
-        start, best = ckpt["epoch"] + 1, ckpt["best_map"]
+        start, best, best_epoch = ckpt["epoch"] + 1, ckpt["best_map"], ckpt.get("best_epoch")
+        rows = ckpt["log"] if "log" in ckpt else \
+            [r for r in read_rows(out / LOG) if r.get("epoch", 0) <= ckpt["epoch"]]  # older checkpoints
+        if world.main:
+            restore_record(out, ckpt, rows, say, remedy)
         if ckpt["mid_epoch"] is not None:
             progress = EpochProgress(**ckpt["mid_epoch"])
         if world.rank:   # the checkpoint holds rank 0's streams; the others start anew from here
@@ -385,16 +404,21 @@ def _run(args, resume: Optional[str], ckpt, world: World, device: torch.device) 
         say(f"nothing to train: the checkpoint finished epoch {start - 1} of --epochs {args.epochs}")
         return 0
 
-    def save(epoch_done: int, mid_epoch: Optional[EpochProgress], names=("last.pth",)):
+    def save(epoch_done: int, mid_epoch: Optional[EpochProgress], is_best: bool = False):
+        """last.pth, then (is_best) best.pth without the training state; see docs/crash-safety.md."""
         if not world.main:
             return
         state = {"format": FORMAT, "version": VERSION, "epoch": epoch_done, "best_map": best,
+                 "best_epoch": best_epoch, "log": rows,
                  "args": vars(args), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
                  "rng": rng_state(shuffle),
                  "mid_epoch": mid_epoch.to_dict() if mid_epoch else None}
-        for name in names:
-            atomic_save(state, out / name)
+        atomic_save(state, out / "last.pth", remedy)
+        if mid_epoch is None:
+            faults.hit("between_saves")
+        if is_best:
+            atomic_save(model_only(state), out / "best.pth", remedy)
 
     augment = make_augmentation(args.input_size, args.augment).to(device)
     forward = distribute(model, world, device, args.sync_bn)
@@ -437,17 +461,17 @@ def _run(args, resume: Optional[str], ckpt, world: World, device: torch.device) 
                 t1 = time.time()
                 m = measure()
                 is_best = best is None or m > best
-                best = m if is_best else best
+                best, best_epoch = (m, epoch) if is_best else (best, best_epoch)
                 model.train(not bn_frozen(args, best))
                 record.update({"mAP": m, "bits": model.bits, "top_n": args.Top_N,
                                "adc_distance": args.adc_distance,
                                "eval_seconds": round(time.time() - t1, 3)})
                 say(f"epoch {epoch}: mAP@{args.Top_N or 'all'} = {m:.4f}  (best {best:.4f}, "
                     f"{model.bits} bits, eval {record['eval_seconds']:.1f}s)")
-            save(epoch, None, ("last.pth", "best.pth") if is_best else ("last.pth",))
+            rows = rows + [record]            # last.pth carries the log rows up to its epoch
+            save(epoch, None, is_best)
             if world.main:
-                with open(out / "log.jsonl", "a") as f:
-                    f.write(json.dumps(record) + "\n")
+                append_row(out / LOG, record, remedy)
             if agree(world, stop.signum is not None) and epoch < args.epochs:
                 raise Interrupted(stop.signum, str(out / "last.pth"), f"after epoch {epoch}")
     return 0

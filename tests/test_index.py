@@ -275,7 +275,7 @@ def test_cifar10_index_by_position_with_labels_and_grid(data, two_epochs, tmp_pa
     folder.mkdir()
     Image.fromarray(cifar.train_images[17].permute(1, 2, 0).numpy()).save(folder / "q.png")
     found = query({"index": tmp_path / "cifar.pt", "ckpt": out / "last.pth"}, folder / "q.png",
-                  k=3, extra=("--grid", tmp_path / "g.png", "--tile", 32))
+                  k=3, extra=("--grid", tmp_path / "g.png", "--tile", 32, "--data_dir", data))
     q = found["queries"][0]
     assert q["class"] == CLASSES[label]
     top = q["results"][0]

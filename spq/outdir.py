@@ -1,0 +1,159 @@
+"""A run's output folder: one run at a time (a lock), and its record kept in step.
+
+The record is last.pth, best.pth and log.jsonl. last.pth is its reference: it carries
+the log rows up to its epoch and the epoch whose model best.pth holds, so that on
+resume `restore_record` makes log.jsonl and best.pth agree with it whatever moment a
+crash or a full disk interrupted (docs/crash-safety.md gives the order of writes).
+"""
+import fcntl
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+from . import faults
+from .checkpoint import (atomic_save, atomic_write_bytes, model_only, read_tagged,
+                         remove_stale_temp_files, write_error, FORMAT, VERSION)
+from .errors import SPQError
+
+LOCK = ".spq.lock"
+LOG = "log.jsonl"
+RECORD = ("last.pth", "best.pth", LOG, "retrieval.json")
+
+
+class OutputLock:
+    """An exclusive advisory lock (flock) on OUTPUT_DIR/.spq.lock, held for a whole run.
+
+    The kernel drops a flock when its process dies, however it dies, so a lock left by a
+    killed run never blocks the next one. The file names the holder, for the refusal
+    message. `release` removes it, and the folders `acquire` created if they are empty.
+    """
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+        self.path = self.folder / LOCK
+        self.fd: Optional[int] = None
+        self.created: List[Path] = []     # folders made by acquire, deepest first
+
+    def acquire(self) -> "OutputLock":
+        try:
+            self.created = [f for f in (self.folder, *self.folder.parents) if not f.exists()]
+            self.folder.mkdir(parents=True, exist_ok=True)
+            while True:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    holder = os.read(fd, 1000).decode(errors="replace").strip() or "another process"
+                    os.close(fd)
+                    raise SPQError(f"--output_dir {self.folder} is in use by another run ({holder}); "
+                                   f"wait for it to end, or choose another --output_dir") from None
+                try:   # a finishing holder may have removed the file between open and flock
+                    same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+                except FileNotFoundError:
+                    same = False
+                if same:
+                    break
+                os.close(fd)
+            os.ftruncate(fd, 0)
+            command = " ".join(sys.argv)[:200]
+            os.write(fd, f"process {os.getpid()} on {socket.gethostname()}: {command}\n".encode())
+        except OSError as e:
+            raise SPQError(f"--output_dir {self.folder} cannot be written ({e.strerror}); "
+                           f"choose a folder you can write to") from None
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        try:
+            self.path.unlink(missing_ok=True)      # still held: no other run has it open locked
+            for folder in self.created:
+                if any(folder.iterdir()):
+                    break
+                folder.rmdir()
+        except OSError:
+            pass
+        finally:
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+def clean(folder) -> List[Path]:
+    """Remove the temporary files a killed writer of this program left in `folder`."""
+    return remove_stale_temp_files(folder, RECORD)
+
+
+def read_rows(path) -> List[Dict]:
+    """The rows of a log.jsonl (a torn last line, as a crash leaves it, is dropped)."""
+    rows = []
+    try:
+        lines = Path(path).read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return rows
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
+def encode_rows(rows: List[Dict]) -> bytes:
+    return "".join(json.dumps(row) + "\n" for row in rows).encode()
+
+
+def append_row(path, row: Dict, remedy: str = "") -> None:
+    """Append one JSON line to the log and flush it to disk. The fault point "log_append"
+    lies after the first half of the line is written. A failed write (a full disk) cuts
+    the file back to its previous length and raises `write_error`."""
+    line = encode_rows([row])
+    with open(path, "ab") as f:
+        size = f.tell()
+        try:
+            f.write(line[:len(line) // 2])
+            f.flush()
+            faults.hit("log_append")
+            f.write(line[len(line) // 2:])
+            f.flush()
+            os.fsync(f.fileno())
+        except OSError as e:
+            try:
+                f.truncate(size)
+            except OSError:
+                pass                    # the torn line is dropped on resume
+            raise write_error(path, e, len(line), remedy) from None
+
+
+def restore_record(out: Path, ckpt: Dict, rows: List[Dict], say: Callable = print,
+                   remedy: str = "") -> None:
+    """Make OUTPUT_DIR's log.jsonl hold exactly `rows` (the checkpoint's), and write best.pth
+    from the checkpoint when the checkpoint's epoch is its best one and best.pth does not
+    hold it (a crash came between the writes of last.pth and best.pth)."""
+    log = out / LOG
+    current = log.read_bytes() if log.is_file() else b""
+    wanted = encode_rows(rows)
+    if current != wanted:
+        atomic_write_bytes(log, wanted, remedy)
+        say(f"resume: {log} now holds the checkpoint's {len(rows)} epoch row(s)")
+    if ckpt.get("best_epoch") is None or ckpt["best_epoch"] != ckpt["epoch"]:
+        return
+    best = out / "best.pth"
+    try:
+        held = read_tagged(best, FORMAT, VERSION, "checkpoint").get("epoch")
+    except SPQError:
+        held = None
+    if held != ckpt["epoch"]:
+        atomic_save(model_only(ckpt), best, remedy)
+        say(f"resume: {best} written for epoch {ckpt['epoch']}, the best so far")
