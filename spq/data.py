@@ -1,4 +1,5 @@
 """The images a run uses (`ImageSet`), and CIFAR-10 from the official python batches."""
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -97,13 +98,30 @@ def _read_batch(path: Path):
 
 
 def download_cifar10(data_dir: str) -> None:
-    """Fetch the official archive into `data_dir` and unpack it, verifying its md5."""
-    from torchvision.datasets.utils import download_and_extract_archive
+    """Fetch the official archive (ARCHIVE_URL) into `data_dir` and unpack it there,
+    verifying its md5 (ARCHIVE_MD5). On failure nothing of it stays behind: an archive that
+    does not match the checksum (partial or corrupt) is deleted, and so are the unpacked
+    folder and `data_dir` where this call created them (`data_dir` only if left empty)."""
+    from torchvision.datasets.utils import check_integrity, download_and_extract_archive
+    root = Path(data_dir)
+    archive = root / ARCHIVE_URL.rsplit("/", 1)[-1]
+    made_root, made_folder = not root.exists(), not (root / FOLDER).exists()
     try:
         download_and_extract_archive(ARCHIVE_URL, data_dir, md5=ARCHIVE_MD5)
-    except Exception as e:
+    except BaseException as e:
+        removed = archive.is_file() and not check_integrity(str(archive), ARCHIVE_MD5)
+        if removed:
+            archive.unlink()
+        if made_folder and (root / FOLDER).exists():
+            shutil.rmtree(root / FOLDER, ignore_errors=True)
+        if made_root and root.is_dir() and not any(root.iterdir()):
+            root.rmdir()
+        if not isinstance(e, Exception):
+            raise
+        note = f"; the archive did not match md5 {ARCHIVE_MD5} and was deleted" if removed else ""
         raise SPQError(f"could not download CIFAR-10 from {ARCHIVE_URL} into {data_dir} "
-                       f"({type(e).__name__}: {e}); fetch the archive by hand and unpack it there") from None
+                       f"({type(e).__name__}: {e}){note}; try again, or fetch the archive by hand "
+                       f"and unpack it there") from None
 
 
 def load_cifar10(data_dir: str, num_classes: int = 10, download: bool = False) -> ImageSet:

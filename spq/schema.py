@@ -124,9 +124,14 @@ def _rng_problem(rng: Any) -> Optional[str]:
     return None
 
 
+MID_EPOCH_KEYS = {"epoch", "shuffle_state", "step", "loss_sum", "seconds"}
+MID_EPOCH_COUNTS = {"skipped", "non_finite"}      # fp16 step counts, absent in older checkpoints
+
+
 def _mid_epoch_problem(mid: Any, epoch: int) -> Optional[str]:
-    if not (isinstance(mid, dict) and set(mid) == {"epoch", "shuffle_state", "step", "loss_sum", "seconds"}):
-        return "a mid-epoch record without exactly epoch, shuffle_state, step, loss_sum, seconds"
+    if not (isinstance(mid, dict) and MID_EPOCH_KEYS <= set(mid) <= MID_EPOCH_KEYS | MID_EPOCH_COUNTS):
+        return ("a mid-epoch record without exactly epoch, shuffle_state, step, loss_sum, seconds "
+                "(and optionally skipped, non_finite)")
     if mid["epoch"] != epoch + 1 or not _is_int(mid["epoch"]):
         return f"a mid-epoch record of epoch {mid['epoch']!r}, not {epoch + 1}"
     state = mid["shuffle_state"]
@@ -140,6 +145,9 @@ def _mid_epoch_problem(mid: Any, epoch: int) -> Optional[str]:
         return "a mid-epoch loss sum that is not one number"
     if not (_is_number(mid["seconds"]) and mid["seconds"] >= 0):
         return f"mid-epoch seconds {mid['seconds']!r}"
+    for name in MID_EPOCH_COUNTS & set(mid):
+        if not (_is_int(mid[name]) and 0 <= mid[name] <= mid["step"]):
+            return f"a mid-epoch {name} count {mid[name]!r}"
     return None
 
 

@@ -1,4 +1,5 @@
 """The one place that wires data, model, loss, schedule, evaluation and checkpoints into a run."""
+import functools
 import os
 import random
 import sys
@@ -19,6 +20,7 @@ from .distributed import (World, agree, from_environment, gather_rows, init, sha
                           shutdown)
 from .errors import SPQError
 from . import faults
+from .compiling import FirstStepFallback, compile_model
 from .evaluation import evaluate, evaluate_all, format_metrics
 from .folder import load_folder
 from .interrupt import Interrupted, StopRequest
@@ -33,6 +35,12 @@ from .subset import cap_per_class
 # Read the running loss back from the device every this many steps, for the progress bar
 # and the non-finite check (each read waits for the device; every step would stall a GPU).
 PROGRESS_EVERY = 10
+# --precision fp16: the loss scaler skips steps whose gradients overflow and halves its
+# scale; that is normal. The run stops only when the loss is non-finite in this many
+# consecutive steps, or when the scale falls below MIN_LOSS_SCALE (from 2**16, 24 halvings
+# with no good step between them: gradients overflow whatever the scale).
+MAX_NON_FINITE_STEPS = 20
+MIN_LOSS_SCALE = 2.0 ** -8
 
 
 def resolve_device(choice: str, gpu_id: str, quiet: bool = False) -> torch.device:
@@ -141,32 +149,60 @@ class EpochProgress:
     epoch: int
     shuffle_state: torch.Tensor     # the shuffling generator's state when the epoch began
     step: int = 0                   # steps done
-    loss_sum: Optional[torch.Tensor] = None
+    loss_sum: Optional[torch.Tensor] = None   # sum of the finite losses
     seconds: float = 0.0            # training time spent in this epoch so far
+    skipped: int = 0                # fp16: steps the loss scaler skipped (gradients overflowed)
+    non_finite: int = 0             # fp16: steps whose loss was non-finite (all skipped)
 
     def to_dict(self):
         return {"epoch": self.epoch, "shuffle_state": self.shuffle_state, "step": self.step,
-                "loss_sum": self.loss_sum.cpu(), "seconds": self.seconds}
+                "loss_sum": self.loss_sum.cpu(), "seconds": self.seconds,
+                "skipped": self.skipped, "non_finite": self.non_finite}
+
+    def mean_loss(self) -> float:
+        """The mean of the epoch's finite losses (nan if there was none)."""
+        counted = self.step - self.non_finite
+        return self.loss_sum.item() / counted if counted else float("nan")
+
+
+def fetch_batch(images: torch.Tensor, index: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """images[index] on `device`. Images held on the host for a CUDA device (streamed from
+    disk) are gathered into pinned memory, so the copy runs asynchronously (the caching
+    host allocator keeps a pinned block until the copy from it has finished)."""
+    if images.device == device:
+        return images[index]
+    if device.type != "cuda":
+        return images[index].to(device)
+    batch = torch.empty((len(index), *images.shape[1:]), dtype=images.dtype, pin_memory=True)
+    torch.index_select(images, 0, index, out=batch)
+    return batch.to(device, non_blocking=True)
 
 
 def train_one_epoch(step: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, batch_size: int,
                     shuffle: torch.Generator, progress: EpochProgress, epochs: int,
-                    stop: StopRequest, world: World = World()) -> bool:
-    """Run (or finish) one pass over `images` (uint8, on the training device) in shuffled full
-    batches, from step `progress.step`; `step(batch)` updates the model and returns the loss.
+                    stop: StopRequest, world: World = World(), device: Optional[torch.device] = None,
+                    scaler: Optional["torch.amp.GradScaler"] = None) -> bool:
+    """Run (or finish) one pass over `images` (uint8, on the training `device`, or on the host
+    when streamed; default: where the images are) in shuffled full batches, from step
+    `progress.step`; `step(batch)` updates the model and returns the loss (on `device`).
     Updates `progress`. Returns False if a stop was requested before the epoch's end.
-    Raises SPQError at the first non-finite loss.
+
+    Raises SPQError at the first non-finite loss; with an enabled fp16 `scaler`, counts
+    the steps it skips instead, and raises only when the loss stays non-finite for
+    MAX_NON_FINITE_STEPS steps in a row or the scale falls below MIN_LOSS_SCALE.
 
     With several processes, every rank draws the same permutation and takes its `shard`
     of each global batch of `batch_size`; a stop request is agreed on by all ranks every
     PROGRESS_EVERY steps, so that they stop at the same step."""
-    device = images.device
+    device = images.device if device is None else device
+    fp16 = scaler is not None and scaler.is_enabled()
     steps = images.shape[0] // batch_size                  # the last incomplete batch is dropped
     shuffle.set_state(progress.shuffle_state)
     order = torch.randperm(images.shape[0], generator=shuffle)[:steps * batch_size]
-    order = order.view(steps, batch_size)[:, shard(batch_size, world)].to(device)  # (steps, B / W)
+    order = order.view(steps, batch_size)[:, shard(batch_size, world)].to(images.device)  # (steps, B / W)
     total = torch.zeros((), device=device) if progress.loss_sum is None else progress.loss_sum.to(device)
     first_bad = torch.full((), -1, device=device)          # first step with a non-finite loss
+    bad_run = 0                                            # fp16: consecutive non-finite losses
     t0, start = time.time(), progress.step
     done, stopping = start, False
 
@@ -176,12 +212,37 @@ def train_one_epoch(step: Callable[[torch.Tensor], torch.Tensor], images: torch.
                            f"{first_bad.item()} of {steps}; stopped without saving, the last good "
                            f"checkpoint is kept (lower --lr, or check the data)")
 
+    def check_fp16(step_done: int):
+        if bad_run >= MAX_NON_FINITE_STEPS:
+            raise SPQError(f"the loss stayed non-finite for {bad_run} steps in a row under "
+                           f"--precision fp16 (epoch {progress.epoch}, steps "
+                           f"{step_done - bad_run + 1}..{step_done} of {steps}); stopped without "
+                           f"saving, the last good checkpoint is kept (use --precision bf16 or "
+                           f"fp32, or lower --lr)")
+        if scaler.get_scale() < MIN_LOSS_SCALE:
+            raise SPQError(f"the fp16 loss scale collapsed to {scaler.get_scale():.3g} in epoch "
+                           f"{progress.epoch} at step {step_done} of {steps} (the gradients "
+                           f"overflow at every scale); stopped without saving, the last good "
+                           f"checkpoint is kept (use --precision bf16 or fp32, or lower --lr)")
+
     with tqdm(total=steps, initial=start, desc=f"epoch {progress.epoch}/{epochs}", leave=False,
               disable=None if world.main else True, dynamic_ncols=True) as bar:
         for i in range(start, steps):
-            loss = step(images[order[i]])
-            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), i + 1, first_bad)
-            total += loss
+            if fp16:
+                scale = scaler.get_scale()
+                loss = step(fetch_batch(images, order[i], device))
+                # the scaler's step already waited for the device to decide on skipping
+                finite = bool(torch.isfinite(loss))
+                progress.skipped += scaler.get_scale() < scale
+                progress.non_finite += not finite
+                bad_run = 0 if finite else bad_run + 1
+                if finite:
+                    total += loss
+                check_fp16(i + 1)
+            else:
+                loss = step(fetch_batch(images, order[i], device))
+                first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), i + 1, first_bad)
+                total += loss
             bar.update(1)
             done = i + 1
             faults.hit("step")
@@ -192,7 +253,9 @@ def train_one_epoch(step: Callable[[torch.Tensor], torch.Tensor], images: torch.
                 stopping = agree(world, stop.signum is not None)
             if boundary or stopping:
                 check()
-                bar.set_postfix(loss=f"{total.item() / done:.4f}")
+                counted = done - progress.non_finite
+                if counted:
+                    bar.set_postfix(loss=f"{total.item() / counted:.4f}")
             if stopping and done < steps:
                 break
     progress.step, progress.loss_sum = done, total
@@ -216,24 +279,6 @@ def distribute(model: SPQ, world: World, device: torch.device, sync_bn: bool):
         model.features = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model.features)
     return torch.nn.parallel.DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None)
-
-
-def compile_model(model: torch.nn.Module, input_size: int):
-    """torch.compile(model) (the SPQ network or its DDP wrapper), or None with a warning
-    where compiling fails here."""
-    try:
-        compiled = torch.compile(model)
-        was_training = model.training
-        model.eval()
-        with torch.no_grad():   # a probe in eval mode, so BatchNorm statistics stay untouched
-            compiled(torch.zeros(2, 3, input_size, input_size, device=next(model.parameters()).device))
-        model.train(was_training)
-        return compiled
-    except Exception as e:
-        first = (str(e).strip().splitlines() or [""])[0][:200]
-        print(f"warning: --compile is not available here ({type(e).__name__}: {first}); "
-              f"training uncompiled", file=sys.stderr)
-        return None
 
 
 def _prepare_output(out: Path, resuming: bool) -> None:
@@ -422,14 +467,17 @@ def _run(args, resume: Optional[str], ckpt, world: World, device: torch.device) 
 
     augment = make_augmentation(args.input_size, args.augment).to(device)
     forward = distribute(model, world, device, args.sync_bn)
-    if args.compile:
-        forward = compile_model(forward or model, args.input_size) or forward
     model.train(not bn_frozen(args, best))
     gather = gather_rows if world.distributed else None
 
-    def step(batch):
+    def step(batch, forward=forward):
         return training_step(model, augment, batch.to(device, non_blocking=True), optimizer, scaler,
                              args.contrastive_temperature, args.precision, forward, gather)
+
+    compiled = compile_model(forward or model) if args.compile else None
+    if compiled is not None:
+        step = FirstStepFallback(functools.partial(step, forward=compiled), step, model, optimizer,
+                                 scaler, world)
 
     processes = f", {world.size} processes of {args.batch_size // world.size}" if world.distributed else ""
     say(f"SPQ: {model.bits} bits ({args.N_books} books x {args.N_words} words), "
@@ -446,16 +494,21 @@ def _run(args, resume: Optional[str], ckpt, world: World, device: torch.device) 
                 progress = EpochProgress(epoch, shuffle.get_state())
             lr = optimizer.param_groups[0]["lr"]
             finished = train_one_epoch(step, train_images, args.batch_size, shuffle, progress,
-                                       args.epochs, stop, world)
+                                       args.epochs, stop, world, device, scaler)
             if not finished:
                 save(epoch - 1, progress)
                 raise Interrupted(stop.signum, str(out / "last.pth"),
                                   f"in epoch {epoch} after step {progress.step}")
-            loss = progress.loss_sum.item() / progress.step
+            loss = progress.mean_loss()
             end_of_epoch(scheduler, args.lr_schedule, epoch)
             record = {"epoch": epoch, "loss": loss, "lr": lr, "seconds": round(progress.seconds, 3)}
-            progress = None
+            if scaler.is_enabled():
+                record["skipped_steps"] = progress.skipped
             say(f"epoch {epoch}/{args.epochs}  loss {loss:.4f}  lr {lr:.3g}  {record['seconds']:.1f}s")
+            if record.get("skipped_steps"):
+                say(f"epoch {epoch}: fp16 loss scaling skipped {progress.skipped} of {progress.step} "
+                    f"steps (their gradients overflowed)")
+            progress = None
             is_best = False
             if (epoch % args.eval_epoch == 0 or epoch == args.epochs) and not unevaluable:
                 t1 = time.time()

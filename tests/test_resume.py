@@ -1,10 +1,8 @@
 """Runs that survive: --resume auto, signals with exact mid-epoch resume, and the guards."""
 import os
 import pickle
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -13,47 +11,30 @@ import torch
 
 import main_SPQ
 import spq.train
+from spq import faults
 from cifar_fixture import write_cifar10
 from conftest import ROOT, SMALL, assert_clean_failure, assert_same_weights, read_log, spq as run_cli
 
 
-def start_cli(out, *argv):
-    """Start main_SPQ.py in the background, its output going to files in `out`."""
-    out.mkdir(parents=True, exist_ok=True)
-    stdout, stderr = open(out / "stdout.txt", "w"), open(out / "stderr.txt", "w")
-    proc = subprocess.Popen([sys.executable, str(ROOT / "main_SPQ.py"), *map(str, argv)],
-                            stdout=stdout, stderr=stderr, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    return proc
-
-
-def wait_for(predicate, proc, timeout=300):
-    deadline = time.time() + timeout
-    while not predicate():
-        assert proc.poll() is None, "the run ended before the expected moment"
-        assert time.time() < deadline, "timed out"
-        time.sleep(0.1)
-
-
-def test_sigterm_in_second_epoch_then_exact_resume(data, three_epochs, tmp_path):
+def test_sigterm_in_second_epoch_then_exact_resume(data, three_epochs, tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
-    proc = start_cli(tmp_path / "io", "--data_dir", data, "--output_dir", out, "--epochs", 3,
-                     "--eval_epoch", 1, *SMALL)
-    wait_for(lambda: (out / "log.jsonl").exists() and (out / "log.jsonl").read_text().count("\n") == 1, proc)
-    time.sleep(1.5)                                        # into epoch 2 (6 steps of about 1 s)
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=120) == 143
-    err = (tmp_path / "io" / "stderr.txt").read_text()
-    assert "stopped by SIGTERM in epoch 2 after step" in err
+    argv = ["--data_dir", data, "--output_dir", out, "--epochs", 3, "--eval_epoch", 1, *SMALL]
+    monkeypatch.setenv("SPQ_FAULTS", "step#8=sigterm")        # 6 steps per epoch: epoch 2, step 2
+    assert main_SPQ.main([str(a) for a in argv]) == 143
+    err = capsys.readouterr().err
+    assert "stopped by SIGTERM in epoch 2 after step 2;" in err
     assert f"resume with: python main_SPQ.py --data_dir {data}" in err and f"--resume {out / 'last.pth'}" in err
     assert "Traceback" not in err
     ckpt = torch.load(out / "last.pth", weights_only=True)
-    assert ckpt["epoch"] == 1 and ckpt["mid_epoch"]["epoch"] == 2 and 1 <= ckpt["mid_epoch"]["step"] < 6
+    assert ckpt["epoch"] == 1 and ckpt["mid_epoch"]["epoch"] == 2 and ckpt["mid_epoch"]["step"] == 2
     assert [r["epoch"] for r in read_log(out)] == [1]
 
+    monkeypatch.delenv("SPQ_FAULTS")
+    faults.arm()                                              # disarmed for what runs next here
     result = run_cli("--data_dir", data, "--output_dir", out, "--epochs", 3, "--eval_epoch", 1,
                      "--resume", "auto", "--device", "cpu")
     assert result.returncode == 0, result.stderr
-    assert f"at step {ckpt['mid_epoch']['step']} of epoch 2" in result.stdout
+    assert "at step 2 of epoch 2" in result.stdout
     log = read_log(out)
     assert [r["epoch"] for r in log] == [1, 2, 3]
     for a, b in zip(log, read_log(three_epochs)):
@@ -63,15 +44,14 @@ def test_sigterm_in_second_epoch_then_exact_resume(data, three_epochs, tmp_path)
 
 def test_sigint_exits_130_with_a_checkpoint(data, tmp_path):
     out = tmp_path / "run"
-    proc = start_cli(tmp_path / "io", "--data_dir", data, "--output_dir", out, "--epochs", 1, *SMALL)
-    wait_for(lambda: "SPQ:" in (tmp_path / "io" / "stdout.txt").read_text(), proc)
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=120) == 130
-    err = (tmp_path / "io" / "stderr.txt").read_text()
-    assert "stopped by SIGINT in epoch 1" in err and "Traceback" not in err
+    result = subprocess.run([sys.executable, str(ROOT / "main_SPQ.py"), "--data_dir", data,
+                             "--output_dir", str(out), "--epochs", "1", *SMALL],
+                            capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", "SPQ_FAULTS": "step#3=sigint"})
+    assert result.returncode == 130
+    assert "stopped by SIGINT in epoch 1 after step 3;" in result.stderr and "Traceback" not in result.stderr
     ckpt = torch.load(out / "last.pth", weights_only=True)
-    assert ckpt["epoch"] == 0 and ckpt["mid_epoch"]["epoch"] == 1
+    assert ckpt["epoch"] == 0 and ckpt["mid_epoch"]["epoch"] == 1 and ckpt["mid_epoch"]["step"] == 3
 
 
 def test_resume_auto_starts_fresh_then_continues(data, tmp_path):

@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import spq.train as T  # noqa: E402
 from plain_step import plain_loss_on_views, plain_views  # noqa: E402
 from spq.augment import make_augmentation  # noqa: E402
+from spq.compiling import compile_model  # noqa: E402
 from spq.model import SPQ  # noqa: E402
 from spq.precision import make_scaler  # noqa: E402
 
@@ -68,7 +69,7 @@ def test_compile_falls_back_with_a_warning(monkeypatch, capsys):
     def broken(*a, **k):
         raise RuntimeError("no compiler here")
     monkeypatch.setattr(torch, "compile", broken)
-    assert T.compile_model(SPQ(2, 4, 4), 32) is None
+    assert compile_model(SPQ(2, 4, 4)) is None
     assert "--compile is not available here (RuntimeError: no compiler here)" in capsys.readouterr().err
 
 
