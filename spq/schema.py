@@ -185,12 +185,15 @@ def _checkpoint_problem(ckpt: Dict) -> Optional[str]:
     if not (isinstance(model, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor)
                                             for k, v in model.items())):
         return "a model that is not a dictionary of tensors"
-    a = ckpt["args"]
-    shape = tuple(a.get(k) for k in ("N_books", "N_words", "L_word"))
-    books = model.get("codebooks")
-    if None not in shape and not (isinstance(books, torch.Tensor) and tuple(books.shape) == shape):
-        # the stored tensor bounds what the options may make the program allocate
-        return f"codebooks that are not of its options' shape {shape}"
+    m, k, l = (ckpt["args"].get(n) for n in ("N_books", "N_words", "L_word"))
+    if None not in (m, k, l):
+        # the options may not describe more parameters (codebooks M*K*L, head 512*M*L) than
+        # the file stores: a crafted file cannot make the program allocate more than its size
+        # (a smaller mismatch is reported by load_state, naming the part)
+        stored = sum(t.numel() for t in model.values())
+        if m * k * l + 512 * m * l > stored:
+            return (f"options N_books {m}, N_words {k}, L_word {l} that describe more parameters "
+                    f"than its {stored} stored weights")
     training = [ckpt[k] for k in ("optimizer", "scheduler", "scaler", "rng")]
     if all(part is None for part in training) and ckpt["mid_epoch"] is None:
         pass                                                    # model only

@@ -193,7 +193,8 @@ MALFORMED = {
     "mid_epoch step": (lambda c: c.__setitem__("mid_epoch", {
         "epoch": 3, "shuffle_state": torch.get_rng_state(), "step": -1, "loss_sum": torch.tensor(1.0),
         "seconds": 0.0}), "mid-epoch step -1"),
-    "N_books huge": (set_arg("N_books", 10 ** 6), r"codebooks that are not of its options' shape \(1000000, 16, 16\)"),
+    "N_books huge": (set_arg("N_books", 10 ** 6), "options N_books 1000000, N_words 16, L_word 16 that "
+                                                  "describe more parameters than its"),
     "N_words not 2^k": (set_arg("N_words", 12), "--N_words must be a power of two"),
     "lr a string": (set_arg("lr", "fast"), "option --lr: 'fast' is not a value"),
     "bool an int": (set_arg("compile", 2), "option --compile: 2 is not a value"),
