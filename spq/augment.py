@@ -132,9 +132,10 @@ class FixedAnisotropicBlur(nn.Module):
         return {"batch_prob": torch.rand(shape[0]) < self.p}
 
     def apply(self, images: torch.Tensor, params: Dict[str, torch.Tensor]) -> torch.Tensor:
-        blurred = filter2d(images, self.kernel.to(images.dtype), border_type="reflect")
-        chosen = params["batch_prob"].to(images.device)[:, None, None, None]
-        return torch.where(chosen, blurred, images)
+        chosen = params["batch_prob"].to(images.device)                  # (B,) bool
+        out = images.clone()
+        out[chosen] = filter2d(images[chosen], self.kernel.to(images.dtype), border_type="reflect")
+        return out
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         self._params = self.forward_parameters(images.shape)
