@@ -248,12 +248,13 @@ def test_options_added_to_the_parser_are_checked_too(monkeypatch):
 
     def extended():
         p = real()
-        p.add_argument("--augment", choices=["authors", "simclr"], default="authors")
+        p.add_argument("--future_views", choices=["authors", "simclr"], default="authors")
         p.add_argument("--caps", type=int, nargs="+", default=None)
         return p
     monkeypatch.setattr(options, "get_args_parser", extended)
     stored = vars(options.parse_args([]))
-    assert check_options({**stored, "augment": "simclr", "caps": [3, 4]}) is None
+    assert check_options({**stored, "future_views": "simclr", "caps": [3, 4]}) is None
+    assert "'bogus' is not one of authors, simclr" in check_options({**stored, "future_views": "bogus"})
     assert "'bogus' is not one of authors, simclr" in check_options({**stored, "augment": "bogus"})
     assert "3 is not a list" in check_options({**stored, "caps": 3})
     assert "'x' is not a value" in check_options({**stored, "caps": [1, "x"]})
