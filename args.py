@@ -24,7 +24,7 @@ def _bool_option(parser, name, default, help):
                         metavar="BOOL", help=help)
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Appends "(default: X)" to an option's help unless X is None (an option without a
     value, or whose help says what it falls back to)."""
 
@@ -40,9 +40,18 @@ def get_args_parser() -> argparse.ArgumentParser:
         description="Train SPQ (Self-supervised Product Quantization, Jang & Cho, ICCV 2021) "
                     "on CIFAR-10 or a folder of images without labels and evaluate retrieval "
                     "mAP with asymmetric distances. Defaults reproduce the paper's CIFAR-10 32-bit setting.",
-        formatter_class=_HelpFormatter)
+        formatter_class=HelpFormatter)
+    _hardware_options(p.add_argument_group("hardware"))
+    g = p.add_argument_group("data")
+    add_dataset_options(g)
+    _image_options(g)
+    _method_options(p.add_argument_group("model and method"))
+    _optimisation_options(p.add_argument_group("optimisation"))
+    _output_options(p.add_argument_group("evaluation, output and resuming"))
+    return p
 
-    g = p.add_argument_group("hardware")
+
+def _hardware_options(g) -> None:
     g.add_argument("--gpu_id", default="0", type=str,
                    help="index of the CUDA device to use (as in the authors' script)")
     g.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"],
@@ -57,7 +66,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                  "under torchrun: BatchNorm statistics over the global batch (SyncBatchNorm, CUDA "
                  "only) instead of each process's share; the paper trains on one GPU, where the two agree")
 
-    g = p.add_argument_group("data")
+
+def add_dataset_options(g) -> None:
+    """Which dataset, and where: shared by main_SPQ.py and python -m spq.index build."""
     g.add_argument("--dataset", default="cifar10", choices=["cifar10", "folder", "list"],
                    help="cifar10: the official python batches in --data_dir/cifar-10-batches-py "
                         "(paper); folder: your own images, --data_dir/train/ for training and, "
@@ -87,16 +98,19 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="folder holding cifar-10-batches-py/ (--dataset cifar10) or "
                         "train/ [test/ gallery/] (--dataset folder), or the folder the paths "
                         "of the list files are relative to (--dataset list)")
+    g.add_argument("--num_cls", default=10, type=int,
+                   help="number of classes in the labels (used only for evaluation); 10 for "
+                        "CIFAR-10; --dataset list: the number of label columns (24 for "
+                        "FLICKR25K, 21 for NUS-WIDE); --dataset folder counts its class folders")
+
+
+def _image_options(g) -> None:
     g.add_argument("--input_size", default=32, type=int,
                    help="side in pixels of the images the network sees (views are cropped to "
                         "it, evaluation images resized to it); folder and list images are "
                         "decoded once to it: shorter side resized to it (bicubic), then the "
                         "central square cropped; paper: 32 for CIFAR-10, 64 advised by the "
                         "authors for FLICKR25K")
-    g.add_argument("--num_cls", default=10, type=int,
-                   help="number of classes in the labels (used only for evaluation); 10 for "
-                        "CIFAR-10; --dataset list: the number of label columns (24 for "
-                        "FLICKR25K, 21 for NUS-WIDE); --dataset folder counts its class folders")
     g.add_argument("--train_per_class", default=0, type=int, metavar="N",
                    help="keep only the first N training images of each class, in the data's "
                         "order (images; 0: all; paper: all); to try the program on a subset in "
@@ -112,7 +126,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "GPU); beyond it they are decoded once into a temporary memory-mapped "
                         "file in --output_dir and streamed from disk batch by batch")
 
-    g = p.add_argument_group("model and method")
+
+def _method_options(g) -> None:
     g.add_argument("--N_books", default=8, type=int,
                    help="M, the number of codebooks (sub-spaces); paper: 8 for 32 bits")
     g.add_argument("--N_words", default=16, type=int,
@@ -137,7 +152,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                  "(BatchNorm frozen at its running statistics), as the authors' script did by "
                  "never switching back; off: training always uses batch statistics")
 
-    g = p.add_argument_group("optimisation")
+
+def _optimisation_options(g) -> None:
     g.add_argument("--batch_size", default=256, type=int,
                    help="images per step (each gives two views); at least 2; under torchrun the "
                         "global batch, split evenly among the processes (a multiple of their "
@@ -163,7 +179,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="seed for weights, shuffling and augmentation (the paper gives none); "
                         "CPU runs repeat exactly, CUDA runs up to cuDNN's nondeterminism")
 
-    g = p.add_argument_group("evaluation, output and resuming")
+
+def _output_options(g) -> None:
     g.add_argument("--eval_epoch", default=100, type=int,
                    help="evaluate mAP every this many epochs, and after the last one")
     g.add_argument("--Top_N", default=1000, type=int,
@@ -194,7 +211,6 @@ def get_args_parser() -> argparse.ArgumentParser:
                  "data, print every retrieval metric (mAP@Top_N, mAP over the whole gallery, "
                  "precision@k, precision-recall) and write them to OUTPUT_DIR/retrieval.json "
                  "(OUTPUT_DIR: the checkpoint's folder unless --output_dir is given)")
-    return p
 
 
 def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -217,14 +233,19 @@ def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
                 f"got {args.batch_size}")
     if not args.gpu_id.strip().isdigit():
         p.error(f"--gpu_id must be a CUDA device index such as 0, got {args.gpu_id!r}")
+    check_dataset_options(p, args)
+    if args.eval_only and not args.resume:
+        p.error("--eval_only needs --resume PATH, the checkpoint to evaluate")
+
+
+def check_dataset_options(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """The list files go with --dataset list, which needs a training list (exits with status 2)."""
     lists = ["train_list", "query_list", "gallery_list"]
     if args.dataset == "list" and not args.train_list:
         p.error("--dataset list needs --train_list FILE (and --query_list FILE to evaluate)")
     given = [f"--{n}" for n in lists if getattr(args, n)]
     if args.dataset != "list" and given:
         p.error(f"{', '.join(given)} need --dataset list (the dataset is {args.dataset})")
-    if args.eval_only and not args.resume:
-        p.error("--eval_only needs --resume PATH, the checkpoint to evaluate")
 
 
 def explicit_options(argv: Optional[List[str]]) -> Set[str]:

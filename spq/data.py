@@ -1,12 +1,16 @@
-"""The images a run uses (`ImageSet`), and CIFAR-10 from the official python batches."""
+"""A dataset's splits before decoding (`Split`), the images a run uses (`ImageSet`), and
+CIFAR-10 from the official python batches."""
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Dict, Iterator, List, Optional, Tuple
 
+import numpy as np
 import torch
 
 from .errors import SPQError
+from .images import decode_splits, decode_stream
 from . import safe_pickle
 
 FOLDER = "cifar-10-batches-py"
@@ -77,6 +81,84 @@ class ImageSet:
         return None
 
 
+@dataclass
+class Split:
+    """One split of a dataset before decoding: N image files, or N images already decoded
+    (CIFAR-10's batches), and their labels."""
+    labels: Optional[torch.Tensor]          # (N,) int64 class indices, (N, C) uint8 multi-hot, or None
+    classes: Optional[List[str]]            # the name of each class index / label column
+    files: Optional[List[Path]] = None      # folder, list: the image files
+    pixels: Optional[torch.Tensor] = None   # cifar10: uint8 (N, 3, H, W)
+    where: Optional[List[str]] = None       # list: where each file is named ("FILE, line N");
+                                            # an unreadable file is then an error, else skipped
+    folder: Optional[Path] = None           # folder: the split's folder, named in errors
+
+    def __len__(self) -> int:
+        return len(self.files) if self.files is not None else len(self.pixels)
+
+    def unreadable(self, ok: np.ndarray) -> None:
+        """SPQError when no file could be read (`ok`: the mask of files read), or when a listed
+        file could not be."""
+        if self.where is not None and not ok.all():
+            i = int(np.flatnonzero(~ok)[0])
+            raise SPQError(f"{self.where[i]}: {self.files[i]} cannot be read as an image "
+                           f"({int((~ok).sum())} unreadable in this list)")
+        if len(ok) and not ok.any():
+            raise SPQError(f"{self.folder}: none of its {len(ok)} image files could be read")
+
+    def batches(self, size: int, workers: int, batch: int = 256) -> Iterator[Tuple[torch.Tensor, np.ndarray]]:
+        """The split's images in order, uint8 (b, 3, size, size) per batch of the readable ones,
+        each with the mask (n,) of the items of that batch that were read. Pixels come `batch`
+        at a time, files as `spq.images` decodes them (its CHUNK)."""
+        if self.pixels is not None:
+            yield from ((b, np.ones(len(b), bool)) for b in self.pixels.split(batch))
+            return
+        for chunk in decode_stream(self.files, size, workers):
+            ok = np.array([image is not None for image in chunk])
+            if self.where is not None:
+                self.unreadable(ok)
+            good = [image for image in chunk if image is not None]
+            yield (torch.from_numpy(np.stack(good)) if good else
+                   torch.zeros(0, 3, size, size, dtype=torch.uint8)), ok
+
+
+def warn_skipped(skipped: Dict[str, List[Path]]) -> None:
+    """One warning line counting the unreadable files skipped, per split ({split: files})."""
+    if not skipped:
+        return
+    counts = ", ".join(f"{s}/: {len(b)}" for s, b in skipped.items())
+    first = next(iter(skipped.values()))[0]
+    n = sum(map(len, skipped.values()))
+    print(f"warning: skipped {n} file{'s' * (n != 1)} that could not be read as images "
+          f"({counts}; e.g. {first})", file=sys.stderr)
+
+
+def decode_dataset(splits: Dict[str, Split], size: int, workers: int = 0,
+                   budget_bytes: int = 1 << 62, spill_dir=None) -> ImageSet:
+    """Every split decoded at `size` into an ImageSet (pixels are taken as they are).
+
+    When the files of all splits together exceed `budget_bytes` as uint8, they are
+    memory-mapped from temporary files in `spill_dir` instead of held in RAM
+    (`ImageSet.on_disk`). Unreadable files of a folder are skipped with one warning line
+    on stderr that counts them; in a list file they are an error naming its line.
+    """
+    files = {name: s.files for name, s in splits.items() if s.files is not None}
+    decoded, on_disk = decode_splits(files, size, workers, budget_bytes, spill_dir)
+    loaded, skipped = {}, {}
+    for name, split in splits.items():
+        if split.files is None:
+            loaded[name] = (split.pixels, split.labels)
+            continue
+        images, ok = decoded[name]
+        split.unreadable(ok)
+        if not ok.all():
+            skipped[name] = [f for f, good in zip(split.files, ok) if not good]
+        labels = None if split.labels is None else split.labels[torch.from_numpy(ok)]
+        loaded[name] = (images, labels)
+    warn_skipped(skipped)
+    return ImageSet.from_splits(loaded, on_disk)
+
+
 def _read_batch(path: Path):
     """One batch file -> (uint8 (n, 3, 32, 32), int64 (n,))."""
     try:
@@ -139,7 +221,8 @@ def load_cifar10(data_dir: str, num_classes: int = 10, download: bool = False) -
     if missing:
         raise SPQError(f"CIFAR-10 not found: {folder} lacks {', '.join(missing)}. "
                        f"Pass --if_download to fetch it, or --data_dir pointing at the folder "
-                       f"that contains {FOLDER}/")
+                       f"that contains {FOLDER}/ (--dataset cifar10 is the default; your own "
+                       f"images: --dataset folder or --dataset list)")
     train = [_read_batch(folder / n) for n in TRAIN_FILES]
     test_images, test_labels = _read_batch(folder / TEST_FILE)
     train_images = torch.cat([d for d, _ in train])
@@ -149,3 +232,11 @@ def load_cifar10(data_dir: str, num_classes: int = 10, download: bool = False) -
             raise SPQError(f"{folder}: {name} labels span {labels.min()}..{labels.max()}, "
                            f"outside 0..{num_classes - 1} (--num_cls {num_classes})")
     return ImageSet(train_images, train_labels, test_images, test_labels)
+
+
+def cifar10_splits(data_dir: str, num_classes: int = 10, download: bool = False) -> Dict[str, Split]:
+    """CIFAR-10's training and test sets as splits (`load_cifar10`)."""
+    data = load_cifar10(data_dir, num_classes, download)
+    classes = list(CLASSES) + [str(c) for c in range(len(CLASSES), num_classes)]
+    return {"train": Split(data.train_labels, classes, pixels=data.train_images),
+            "test": Split(data.test_labels, classes, pixels=data.test_images)}

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .errors import SPQError
+from .quantization import word_bits
 
 ITEMS_PER_PACK = 65536  # items whose bits are unpacked at once (M*nbits int32 each)
 
@@ -44,9 +45,10 @@ def to_faiss(codebooks: torch.Tensor, codes: torch.Tensor):
     """A faiss.IndexPQ (L2) holding these codebooks (M, K, L) and codes (G, M)."""
     faiss = require_faiss()
     m_books, k_words, length = codebooks.shape
-    nbits = k_words.bit_length() - 1
-    if k_words != 1 << nbits:
-        raise SPQError(f"FAISS needs a power-of-two number of codewords, the index has {k_words}")
+    try:
+        nbits = word_bits(k_words)
+    except ValueError:
+        raise SPQError(f"FAISS needs a power-of-two number of codewords, the index has {k_words}") from None
     index = faiss.IndexPQ(m_books * length, m_books, nbits)
     faiss.copy_array_to_vector(codebooks.detach().float().contiguous().numpy().ravel(), index.pq.centroids)
     index.is_trained = True

@@ -9,15 +9,14 @@ and decoded once (`spq.images`). The first folder level under each split names t
 class; classes are numbered in sorted order over all splits. A split with any image
 directly in its root has no labels: it still trains, but mAP then cannot be measured.
 """
-import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from .data import ImageSet
+from .data import ImageSet, Split, decode_dataset
 from .errors import SPQError
-from .images import IMAGE_EXTENSIONS, decode_splits, find_images
+from .images import IMAGE_EXTENSIONS, find_images
 
 SPLITS = ("train", "test", "gallery")
 
@@ -48,36 +47,23 @@ def scan(data_dir) -> Dict[str, Tuple[List[Path], Optional[List[str]]]]:
     return found
 
 
+def open_folder(data_dir) -> Dict[str, Split]:
+    """The splits of a folder dataset (see the module docstring), before decoding; classes
+    are numbered in sorted order over all splits."""
+    found = scan(data_dir)
+    classes = sorted({c for _, names in found.values() if names for c in names})
+    number = {c: i for i, c in enumerate(classes)}
+    splits = {}
+    for split, (paths, names) in found.items():
+        labels = None if names is None else torch.tensor([number[n] for n in names], dtype=torch.int64)
+        splits[split] = Split(labels, None if names is None else classes, files=paths,
+                              folder=Path(data_dir) / split)
+    return splits
+
+
 def load_folder(data_dir, input_size: int, workers: int = 0, budget_bytes: int = 1 << 62,
                 spill_dir=None) -> ImageSet:
-    """Decode every split of a folder dataset (see the module docstring) into an ImageSet.
-
-    When all splits together exceed `budget_bytes` as uint8, they are memory-mapped from
-    temporary files in `spill_dir` instead of held in RAM (`ImageSet.on_disk`).
-    Unreadable files are skipped with one warning line on stderr that counts them.
-    """
-    found = scan(data_dir)
-    decoded, on_disk = decode_splits({split: paths for split, (paths, _) in found.items()},
-                                     input_size, workers, budget_bytes, spill_dir)
-    classes = sorted({c for _, names in found.values() if names for c in names})
-    index = {c: i for i, c in enumerate(classes)}
-    loaded, skipped = {}, {}
-    for split, (paths, names) in found.items():
-        images, ok = decoded[split]
-        bad = [p for p, good in zip(paths, ok) if not good]
-        if bad:
-            skipped[split] = bad
-        if not ok.any():
-            raise SPQError(f"{Path(data_dir) / split}: none of its {len(paths)} image files "
-                           f"could be read")
-        labels = None
-        if names is not None:
-            labels = torch.tensor([index[n] for n, good in zip(names, ok) if good], dtype=torch.int64)
-        loaded[split] = (images, labels)
-    if skipped:
-        counts = ", ".join(f"{s}/: {len(b)}" for s, b in skipped.items())
-        first = next(iter(skipped.values()))[0]
-        n = sum(map(len, skipped.values()))
-        print(f"warning: skipped {n} file{'s' * (n != 1)} that could not be read as images "
-              f"({counts}; e.g. {first})", file=sys.stderr)
-    return ImageSet.from_splits(loaded, on_disk)
+    """Decode every split of a folder dataset into an ImageSet (`spq.data.decode_dataset`:
+    over `budget_bytes`, memory-mapped from `spill_dir`; unreadable files are skipped with
+    one warning line on stderr that counts them)."""
+    return decode_dataset(open_folder(data_dir), input_size, workers, budget_bytes, spill_dir)

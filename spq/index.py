@@ -1,30 +1,34 @@
 """Search a collection with a trained model: build an index of its codes, then query it.
 
-    python -m spq.index build --checkpoint CKPT --data_dir DIR [--dataset cifar10|folder]
+    python -m spq.index build --checkpoint CKPT --data_dir DIR [--dataset cifar10|folder|list]
                               --out INDEX [--faiss FAISS_FILE]
     python -m spq.index query --index INDEX --checkpoint CKPT IMAGE [IMAGE ...]
                               [--top_k 10] [--json] [--grid PNG]
 
 `build` encodes a collection batch by batch (decoding, the network and the codes stream;
-only the codes are kept): a folder dataset's gallery/ (else its train/), or CIFAR-10's
-training set, the protocol's database. It writes one file, `torch.save` of tensors and
-plain values, read back with `weights_only=True` (no pickled objects): the codebooks,
-the codes, each item's file (relative to the data folder) or position in its split, its
-class when known, and the configuration.
+only the codes are kept). The dataset options are main_SPQ.py's (`spq.datasets`, the
+same kinds and defaults); by default it indexes the evaluation's database: a folder
+dataset's gallery/ (else its train/), the gallery list (else the training list), or
+CIFAR-10's training set. It writes one file, `torch.save` of tensors and plain values,
+read back with `weights_only=True` (no pickled objects): the codebooks, the codes, each
+item's file (relative to the data folder) or position in its split, its labels when
+known, and the configuration.
 
 `query` decodes each image by the rule of folder datasets (`spq.images`), describes it
 with the checkpoint's network in eval mode, and ranks the index by ADC distance with the
 evaluation's search (`spq.adc.search`; ties by index order). A query's class is the name
 of the nearest folder above it that names a class of the index (so queries from the
 dataset's own test/<class>/ folders are labelled); results are then marked as of the
-same class or not.
+same class or not. A multi-label (list) index shows each item's labels; its queries
+have none.
 """
 import argparse
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -32,19 +36,20 @@ from tqdm import tqdm
 
 from .adc import DISTANCES, result_distances, search
 from .checkpoint import atomic_save, load_checkpoint, load_state, read_tagged
-from .data import CLASSES, load_cifar10
+from .data import CLASSES, Split, load_cifar10
+from .datasets import gallery_split, open_dataset
 from .errors import SPQError, exit_status
 from .evaluation import describe
-from .folder import scan
 from .grid import QUERY, result_colour, save_grid
-from .images import decode, decode_stream
+from .images import decode
 from .model import SPQ
-from .quantization import code_dtype, encode
+from .quantization import code_bits, code_dtype, encode
 from .train import build_model, resolve_device
+from args import HelpFormatter, add_dataset_options, check_dataset_options
 
 FORMAT = "spq-index"
 VERSION = 1
-BATCH = 256          # CIFAR-10 images per encoding batch (folder images come CHUNK at a time)
+BATCH = 256          # CIFAR-10 images per encoding batch (image files come CHUNK at a time)
 
 
 @dataclass
@@ -54,8 +59,8 @@ class Index:
     codes: torch.Tensor               # (G, M), the smallest integer dtype for K
     positions: torch.Tensor           # (G,) int64, each item's place in its split
     paths: Optional[List[str]]        # folder: each item's file, relative to data_dir
-    labels: Optional[torch.Tensor]    # (G,) int64 indices into `classes`, or None
-    classes: Optional[List[str]]
+    labels: Optional[torch.Tensor]    # (G,) int64 indices into `classes`, (G, C) uint8 multi-hot, or None
+    classes: Optional[List[str]]      # the name of each class index / label column
     config: Dict                      # dataset, data_dir, split, input_size, checkpoint, epoch
 
     def __len__(self) -> int:
@@ -68,7 +73,16 @@ class Index:
         return f"{self.config['dataset']} {self.config['split']} #{int(self.positions[i])}"
 
     def class_of(self, i: int) -> Optional[str]:
-        return None if self.labels is None else self.classes[int(self.labels[i])]
+        """Item i's class; of a multi-label index, its labels joined by "+" ("" for none)."""
+        if self.labels is None:
+            return None
+        if self.multi_label:
+            return "+".join(self.classes[c] for c in self.labels[i].nonzero().flatten().tolist())
+        return self.classes[int(self.labels[i])]
+
+    @property
+    def multi_label(self) -> bool:
+        return self.labels is not None and self.labels.ndim == 2
 
     def to_dict(self) -> Dict:
         # paths as one string, one per line: unpickling a million separate strings under
@@ -97,9 +111,11 @@ def _validate(d: Dict) -> Optional[str]:
     if paths is not None and not (isinstance(paths, str) and g and paths.count("\n") == g - 1):
         return f"paths that are not {g} lines"
     if labels is not None:
-        if not (isinstance(labels, torch.Tensor) and labels.shape == (g,) and isinstance(classes, list)):
-            return f"labels that are not ({g},) class indices with class names"
-        if g and (int(labels.min()) < 0 or int(labels.max()) >= len(classes)):
+        if not (isinstance(labels, torch.Tensor) and isinstance(classes, list) and (
+                (labels.shape == (g,) and labels.dtype == torch.int64) or
+                (labels.shape == (g, len(classes)) and labels.dtype == torch.uint8))):
+            return f"labels that are not ({g},) class indices or ({g}, C) multi-hot rows with class names"
+        if g and (int(labels.min()) < 0 or int(labels.max()) >= (2 if labels.ndim == 2 else len(classes))):
             return "labels outside its classes"
     config = d.get("config")
     if not (isinstance(config, dict) and isinstance(config.get("input_size"), int)):
@@ -127,64 +143,40 @@ def load_model(checkpoint, device: torch.device) -> Tuple[SPQ, Dict]:
     return model.eval(), ckpt
 
 
-@dataclass
-class Collection:
-    """What `build` encodes: its batches of uint8 images, and about every item."""
-    batches: Iterator[Tuple[torch.Tensor, np.ndarray]]   # (images read, mask read of the batch)
-    count: int
-    split: str
-    paths: Optional[List[str]]
-    labels: Optional[List[int]]
-    classes: Optional[List[str]]
+def pick_split(splits: Dict[str, Split], split: str, data_dir) -> str:
+    """The split to index: "gallery" means the evaluation's database (`gallery_split`)."""
+    name = gallery_split(splits) if split == "gallery" else split
+    if name not in splits:
+        raise SPQError(f"--split {split}: the dataset in {data_dir} has no {split} split "
+                       f"(it has {', '.join(splits)})")
+    return name
 
 
-def _folder_batches(files: List[Path], size: int, workers: int):
-    for chunk in decode_stream(files, size, workers):
-        ok = np.array([image is not None for image in chunk])
-        good = [image for image in chunk if image is not None]
-        images = torch.from_numpy(np.stack(good)) if good else torch.zeros(0, 3, size, size, dtype=torch.uint8)
-        yield images, ok
-
-
-def open_collection(dataset: str, data_dir, split: str, input_size: int, workers: int) -> Collection:
-    """The images to index: split "gallery" is a folder's gallery/ (else train/), or CIFAR-10's
-    training set; "train" and "test" name a split."""
-    if dataset == "cifar10":
-        data = load_cifar10(data_dir, len(CLASSES))
-        split = "train" if split == "gallery" else split
-        images, labels = (data.test_images, data.test_labels) if split == "test" else \
-            (data.train_images, data.train_labels)
-        batches = ((b, np.ones(len(b), bool)) for b in images.split(BATCH))
-        return Collection(batches, len(images), split, None, labels.tolist(), list(CLASSES))
-    found = scan(data_dir)
-    if split == "gallery" and "gallery" not in found:
-        split = "train"
-    if split not in found:
-        raise SPQError(f"--split {split}: {Path(data_dir) / split} does not exist")
-    files, names = found[split]
-    odd = next((f for f in files if "\n" in str(f)), None)
+def relative_names(files: List[Path], data_dir) -> List[str]:
+    """Each file relative to the data folder, as it is stored in an index."""
+    names = [Path(os.path.relpath(f, data_dir)).as_posix() for f in files]
+    odd = next((f for f in names if "\n" in f), None)
     if odd is not None:
         raise SPQError(f"{odd!r}: a file name with a line break cannot be indexed; rename it")
-    classes = sorted({c for _, n in found.values() if n for c in n}) or None
-    number = {c: i for i, c in enumerate(classes or [])}
-    root = Path(data_dir)
-    return Collection(_folder_batches(files, input_size, workers), len(files), split,
-                      [p.relative_to(root).as_posix() for p in files],
-                      None if names is None else [number[n] for n in names],
-                      classes if names is not None else None)
+    return names
 
 
 @torch.no_grad()
-def build_index(model: SPQ, ckpt: Dict, checkpoint, dataset: str, data_dir, split: str = "gallery",
+def build_index(model: SPQ, ckpt: Dict, checkpoint, options, split: str = "gallery",
                 workers: int = 0) -> Index:
-    """Encode a collection (see `open_collection`) into an Index; unreadable files are skipped
-    with one warning line."""
+    """Encode one split of the dataset the `options` name (main_SPQ.py's dataset options,
+    `spq.datasets.open_dataset`) into an Index; unreadable files of a folder are skipped with
+    one warning line, in a list they are an error."""
     input_size = ckpt["args"]["input_size"]
-    source = open_collection(dataset, data_dir, split, input_size, workers)
+    data_dir = options.data_dir
+    splits = open_dataset(options)
+    split = pick_split(splits, split, data_dir)
+    source = splits[split]
+    paths = None if source.files is None else relative_names(source.files, data_dir)
     codes, read = [], []
-    with tqdm(total=source.count, desc="encoding", unit="img", leave=False, disable=None,
+    with tqdm(total=len(source), desc="encoding", unit="img", leave=False, disable=None,
               dynamic_ncols=True, file=sys.stderr) as bar:
-        for images, ok in source.batches:
+        for images, ok in source.batches(input_size, workers, BATCH):
             if len(images):
                 codes.append(encode(describe(model, images, input_size), model.codebooks).cpu())  # (b, M)
             read.append(ok)
@@ -192,20 +184,20 @@ def build_index(model: SPQ, ckpt: Dict, checkpoint, dataset: str, data_dir, spli
     read = np.concatenate(read) if read else np.zeros(0, bool)
     kept = np.flatnonzero(read)
     if not len(kept):
-        raise SPQError(f"none of the {source.count} images of {data_dir} ({source.split}) could be read")
+        raise SPQError(f"none of the {len(source)} images of {data_dir} ({split}) could be read")
     if len(kept) < len(read):
-        first = source.paths[int(np.flatnonzero(~read)[0])]
+        first = paths[int(np.flatnonzero(~read)[0])]
         print(f"warning: skipped {len(read) - len(kept)} file(s) that could not be read as images "
               f"(e.g. {first})", file=sys.stderr)
     args = ckpt["args"]
-    config = {"dataset": dataset, "data_dir": str(Path(data_dir).resolve()), "split": source.split,
+    config = {"dataset": options.dataset, "data_dir": str(Path(data_dir).resolve()), "split": split,
               "input_size": input_size, "checkpoint": str(Path(checkpoint).resolve()),
               "epoch": ckpt["epoch"], "N_books": args["N_books"], "N_words": args["N_words"],
               "L_word": args["L_word"]}
     return Index(codebooks=model.codebooks.detach().float().cpu().contiguous(), codes=torch.cat(codes),
                  positions=torch.from_numpy(kept).long(),
-                 paths=None if source.paths is None else [source.paths[i] for i in kept],
-                 labels=None if source.labels is None else torch.tensor(source.labels)[kept],
+                 paths=None if paths is None else [paths[i] for i in kept],
+                 labels=None if source.labels is None else source.labels[torch.from_numpy(kept)],
                  classes=source.classes, config=config)
 
 
@@ -220,7 +212,7 @@ def check_same_model(index: Index, model: SPQ, index_path, checkpoint) -> None:
 def query_class(image: Path, index: Index) -> Optional[str]:
     """The query's class: the name of the nearest folder above it that names a class of the
     index (class/img.jpg, class/sub/img.jpg), or None."""
-    if index.labels is None:
+    if index.labels is None or index.multi_label:
         return None
     return next((f.name for f in Path(image).resolve().parents if f.name in index.classes), None)
 
@@ -297,26 +289,25 @@ def write_grid(found: List[Dict], index: Index, tile: int, path, data_dir=None) 
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser("python -m spq.index", allow_abbrev=False,
                                 description="Index a collection with a trained SPQ model, and query it.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     sub = p.add_subparsers(dest="command", required=True, metavar="{build,query}")
-    b = sub.add_parser("build", allow_abbrev=False, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    b = sub.add_parser("build", allow_abbrev=False, formatter_class=HelpFormatter,
                        help="encode a collection into an index file",
                        description="Encode a collection with the checkpoint's model into an index file.")
     b.add_argument("--checkpoint", required=True, help="a main_SPQ.py checkpoint (last.pth, best.pth)")
-    b.add_argument("--data_dir", required=True,
-                   help="folder holding cifar-10-batches-py/ (cifar10) or train/ [test/ gallery/] (folder)")
-    b.add_argument("--dataset", default="folder", choices=["cifar10", "folder"],
-                   help="layout of --data_dir, as for main_SPQ.py")
+    add_dataset_options(b.add_argument_group("data (as for main_SPQ.py)"))
     b.add_argument("--split", default="gallery", choices=["gallery", "train", "test"],
                    help="which images to index: gallery means the retrieval database of the "
-                        "evaluation (a folder's gallery/, else its train/; CIFAR-10's training set)")
+                        "evaluation (a folder's gallery/, else its train/; the gallery list, "
+                        "else the training list; CIFAR-10's training set); test: the queries "
+                        "(a folder's test/, the query list, CIFAR-10's test set)")
     b.add_argument("--out", required=True, help="the index file to write")
     b.add_argument("--faiss", default=None, metavar="FILE",
                    help="also write a faiss.IndexPQ with the learned codebooks and the codes "
                         "(needs pip install faiss-cpu); it ranks by squared distance")
     b.add_argument("--num_workers", default=4, type=int,
-                   help="processes decoding folder images (0: in this process)")
-    q = sub.add_parser("query", allow_abbrev=False, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                   help="processes decoding image files (0: in this process)")
+    q = sub.add_parser("query", allow_abbrev=False, formatter_class=HelpFormatter,
                        help="print the nearest items of query images",
                        description="Print the nearest index items of each query image.")
     q.add_argument("images", nargs="+", metavar="IMAGE", help="query image files")
@@ -338,6 +329,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     for s in (b, q):
         s.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"],
                        help="where the network runs: auto takes CUDA when available")
+    p.build_parser = b      # its usage line goes with the errors of its dataset options
     return p
 
 
@@ -346,8 +338,7 @@ def _build(args, device) -> None:
         from .faiss_export import require_faiss
         require_faiss()                                     # before the work, not after it
     model, ckpt = load_model(args.checkpoint, device)
-    index = build_index(model, ckpt, args.checkpoint, args.dataset, args.data_dir, args.split,
-                        args.num_workers)
+    index = build_index(model, ckpt, args.checkpoint, args, args.split, args.num_workers)
     faiss_index = None
     if args.faiss:
         from .faiss_export import to_faiss
@@ -355,7 +346,7 @@ def _build(args, device) -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     atomic_save(index.to_dict(), args.out)
     print(f"wrote {args.out}: {len(index)} items of {index.config['split']}, "
-          f"{index.codes.shape[1] * (index.codebooks.shape[1].bit_length() - 1)} bits each")
+          f"{code_bits(*index.codebooks.shape[:2])} bits each")
     if faiss_index is not None:
         from .faiss_export import write_faiss
         write_faiss(faiss_index, args.faiss)
@@ -383,7 +374,10 @@ def _query(args, device) -> None:
 
 
 def main(argv=None) -> int:
-    args = get_args_parser().parse_args(argv)
+    parser = get_args_parser()
+    args = parser.parse_args(argv)
+    if args.command == "build":
+        check_dataset_options(parser.build_parser, args)
 
     def work():
         device = resolve_device(args.device, "0", quiet=args.command == "query")  # a query is quick on a CPU

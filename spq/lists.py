@@ -17,13 +17,12 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import torch
 
-from .data import ImageSet
+from .data import ImageSet, Split, decode_dataset
 from .errors import SPQError
-from .images import decode_splits
 
 
 @dataclass
@@ -93,24 +92,26 @@ def read_list(list_file, data_dir, num_classes: int, allow_outside: bool = False
     return ImageList(source, paths, torch.tensor(rows, dtype=torch.uint8), lines)
 
 
+def open_lists(data_dir, train_list, query_list: Optional[str], gallery_list: Optional[str],
+               num_classes: int, allow_outside: bool = False) -> Dict[str, Split]:
+    """The splits named by the training, query and gallery lists (the gallery is the
+    training list when None), before decoding. `allow_outside`: see `read_list`."""
+    named = {"train": train_list, "test": query_list, "gallery": gallery_list}
+    splits = {}
+    for split, list_file in named.items():
+        if list_file:
+            entries = read_list(list_file, data_dir, num_classes, allow_outside)
+            splits[split] = Split(entries.labels, [str(c) for c in range(num_classes)],
+                                  files=entries.paths,
+                                  where=[f"{entries.source}, line {n}" for n in entries.lines])
+    return splits
+
+
 def load_lists(data_dir, train_list, query_list: Optional[str], gallery_list: Optional[str],
                num_classes: int, input_size: int, workers: int = 0, budget_bytes: int = 1 << 62,
                spill_dir=None, allow_outside: bool = False) -> ImageSet:
-    """Decode the images of the training, query and gallery lists (gallery: the training
-    list when None) into an ImageSet with multi-hot labels. Over `budget_bytes` of
-    decoded pixels, they are memory-mapped from temporary files in `spill_dir`.
-    `allow_outside`: accept paths outside `data_dir` (see `read_list`)."""
-    named = {"train": train_list, "test": query_list, "gallery": gallery_list}
-    lists = {split: read_list(f, data_dir, num_classes, allow_outside)
-             for split, f in named.items() if f}
-    decoded, on_disk = decode_splits({split: l.paths for split, l in lists.items()}, input_size,
-                                     workers, budget_bytes, spill_dir)
-    loaded = {}
-    for split, entries in lists.items():
-        images, ok = decoded[split]
-        if not ok.all():
-            i = int((~torch.from_numpy(ok)).nonzero()[0])
-            raise SPQError(f"{entries.source}, line {entries.lines[i]}: {entries.paths[i]} cannot be "
-                           f"read as an image ({int((~ok).sum())} unreadable in this list)")
-        loaded[split] = (images, entries.labels)
-    return ImageSet.from_splits(loaded, on_disk)
+    """Decode the images of the lists (`open_lists`) into an ImageSet with multi-hot labels
+    (`spq.data.decode_dataset`: over `budget_bytes` of decoded pixels, memory-mapped from
+    `spill_dir`); a file that cannot be read is an error naming its list and line."""
+    return decode_dataset(open_lists(data_dir, train_list, query_list, gallery_list, num_classes,
+                                     allow_outside), input_size, workers, budget_bytes, spill_dir)

@@ -2,7 +2,7 @@
 import torch
 from torch import nn
 
-from .quantization import soft_quantize
+from .quantization import code_bits, soft_quantize
 
 
 class BasicBlock(nn.Module):
@@ -73,7 +73,7 @@ class SPQ(nn.Module):
     @property
     def bits(self) -> int:
         """Code length in bits: M * log2(K)."""
-        return self.num_books * (self.num_words.bit_length() - 1)
+        return code_bits(self.num_books, self.num_words)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(images))     # (B, M*L)

@@ -41,6 +41,18 @@ def soft_quantize(x: torch.Tensor, codebooks: torch.Tensor, tau_q: float) -> tor
     return z.reshape(x.shape[0], -1)                                            # (N, M*L)
 
 
+def word_bits(num_words: int) -> int:
+    """Bits of one codeword index: log2(K); ValueError unless K is a power of two >= 2."""
+    if num_words < 2 or num_words & (num_words - 1):
+        raise ValueError(f"the number of codewords must be a power of two of at least 2, got {num_words}")
+    return num_words.bit_length() - 1
+
+
+def code_bits(num_books: int, num_words: int) -> int:
+    """Code length in bits of an item: M * log2(K)."""
+    return num_books * word_bits(num_words)
+
+
 def code_dtype(num_words: int) -> torch.dtype:
     """Smallest integer dtype that holds codeword indices 0..num_words-1."""
     if num_words <= 256:

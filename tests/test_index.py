@@ -46,7 +46,7 @@ def built(tmp_path_factory):
                   "--num_workers", 0, *SMALL[:2], "--batch_size", 16)
     assert trained.returncode == 0, trained.stderr
     extra = ["--faiss", root / "faiss.index"] if has_faiss() else []
-    result = index_cli("build", "--checkpoint", run / "last.pth", "--data_dir", data, "--out",
+    result = index_cli("build", "--checkpoint", run / "last.pth", "--dataset", "folder", "--data_dir", data, "--out",
                        root / "index.pt", "--device", "cpu", "--num_workers", 2, *extra)
     assert result.returncode == 0, result.stderr
     return {"root": root, "data": Path(data), "ckpt": run / "last.pth", "index": root / "index.pt",
@@ -212,7 +212,7 @@ def test_pack_codes_matches_a_bit_by_bit_loop(nbits):
 def test_faiss_missing_is_a_clear_error_before_any_work(built, monkeypatch, capsys, tmp_path):
     monkeypatch.setitem(sys.modules, "faiss", None)                     # import faiss fails
     out = tmp_path / "index.pt"
-    code = index_main(["build", "--checkpoint", str(built["ckpt"]), "--data_dir", str(built["data"]),
+    code = index_main(["build", "--checkpoint", str(built["ckpt"]), "--dataset", "folder", "--data_dir", str(built["data"]),
                        "--out", str(out), "--faiss", str(tmp_path / "f.index"), "--device", "cpu"])
     assert code == 1 and "pip install faiss-cpu" in capsys.readouterr().err
     assert not out.exists()
