@@ -1,12 +1,13 @@
 """The one place that wires data, model, loss, schedule, evaluation and checkpoints into a run."""
+import argparse
 import functools
 import os
 import random
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -15,22 +16,20 @@ from tqdm import tqdm
 from .augment import make_augmentation, to_float
 from .checkpoint import (FORMAT, VERSION, atomic_save, atomic_save_json, load_checkpoint, load_state,
                          merge_args, model_only, rng_state, set_rng_state)
-from .data import ImageSet, load_cifar10
+from .data import ImageSet
+from .datasets import load_data
 from .distributed import (World, agree, from_environment, gather_rows, init, shard, share_buffers,
                           shutdown)
 from .errors import SPQError
 from . import faults
 from .compiling import FirstStepFallback, compile_model
 from .evaluation import evaluate, evaluate_all, format_metrics
-from .folder import load_folder
 from .interrupt import Interrupted, StopRequest
-from .lists import load_lists
 from .loss import cqc_loss
 from .model import SPQ
 from .outdir import LOG, OutputLock, append_row, clean, read_rows, restore_record
 from .precision import autocast, make_scaler, memory_format
 from .schedule import end_of_epoch, make_scheduler
-from .subset import cap_per_class
 
 # Read the running loss back from the device every this many steps, for the progress bar
 # and the non-finite check (each read waits for the device; every step would stall a GPU).
@@ -61,29 +60,6 @@ def resolve_device(choice: str, gpu_id: str, quiet: bool = False) -> torch.devic
     if index >= count:
         raise SPQError(f"--gpu_id {index} does not exist: PyTorch sees {count} CUDA device(s)")
     return torch.device("cuda", index)
-
-
-def load_data(args, say=print) -> ImageSet:
-    """The images of --dataset: CIFAR-10's batches, or a folder or list files decoded once
-    (see spq.folder, spq.lists); with --train_per_class / --query_per_class, their first
-    images of each class."""
-    budget = int(args.images_in_memory_gb * 2 ** 30)
-    if args.dataset == "cifar10":
-        data = load_cifar10(args.data_dir, args.num_cls, args.if_download)
-    elif args.dataset == "folder":
-        data = load_folder(args.data_dir, args.input_size, args.num_workers, budget, args.output_dir)
-    else:
-        data = load_lists(args.data_dir, args.train_list, args.query_list, args.gallery_list,
-                          args.num_cls, args.input_size, args.num_workers, budget, args.output_dir,
-                          args.allow_outside_data_dir)
-    train_n, query_n = args.train_per_class, args.query_per_class
-    if train_n or query_n:
-        data = cap_per_class(data, train_n, query_n)
-        caps = [f"{n} {what}" for n, what in [(train_n, "training"), (query_n, "query")] if n]
-        say(f"subset: at most {' and '.join(caps)} images per class")
-    if args.dataset != "cifar10" or train_n or query_n:
-        say(data.summary(f"{args.dataset} dataset"))
-    return data
 
 
 def seed_everything(seed: int) -> None:
@@ -178,6 +154,30 @@ def fetch_batch(images: torch.Tensor, index: torch.Tensor, device: torch.device)
     return batch.to(device, non_blocking=True)
 
 
+def check_finite(first_bad: torch.Tensor, epoch: int, steps: int) -> None:
+    """SPQError if a step's loss was non-finite (`first_bad`: its 1-based step, else -1)."""
+    if first_bad.item() >= 0:
+        raise SPQError(f"the loss became non-finite in epoch {epoch} at step "
+                       f"{first_bad.item()} of {steps}; stopped without saving, the last good "
+                       f"checkpoint is kept (lower --lr, or check the data)")
+
+
+def check_fp16(scaler: "torch.amp.GradScaler", bad_run: int, epoch: int, step_done: int, steps: int) -> None:
+    """SPQError when fp16 training cannot go on: the loss non-finite for MAX_NON_FINITE_STEPS
+    steps in a row (`bad_run`), or the loss scale below MIN_LOSS_SCALE."""
+    if bad_run >= MAX_NON_FINITE_STEPS:
+        raise SPQError(f"the loss stayed non-finite for {bad_run} steps in a row under "
+                       f"--precision fp16 (epoch {epoch}, steps "
+                       f"{step_done - bad_run + 1}..{step_done} of {steps}); stopped without "
+                       f"saving, the last good checkpoint is kept (use --precision bf16 or "
+                       f"fp32, or lower --lr)")
+    if scaler.get_scale() < MIN_LOSS_SCALE:
+        raise SPQError(f"the fp16 loss scale collapsed to {scaler.get_scale():.3g} in epoch "
+                       f"{epoch} at step {step_done} of {steps} (the gradients "
+                       f"overflow at every scale); stopped without saving, the last good "
+                       f"checkpoint is kept (use --precision bf16 or fp32, or lower --lr)")
+
+
 def train_one_epoch(step: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, batch_size: int,
                     shuffle: torch.Generator, progress: EpochProgress, epochs: int,
                     stop: StopRequest, world: World = World(), device: Optional[torch.device] = None,
@@ -206,25 +206,6 @@ def train_one_epoch(step: Callable[[torch.Tensor], torch.Tensor], images: torch.
     t0, start = time.time(), progress.step
     done, stopping = start, False
 
-    def check():
-        if first_bad.item() >= 0:
-            raise SPQError(f"the loss became non-finite in epoch {progress.epoch} at step "
-                           f"{first_bad.item()} of {steps}; stopped without saving, the last good "
-                           f"checkpoint is kept (lower --lr, or check the data)")
-
-    def check_fp16(step_done: int):
-        if bad_run >= MAX_NON_FINITE_STEPS:
-            raise SPQError(f"the loss stayed non-finite for {bad_run} steps in a row under "
-                           f"--precision fp16 (epoch {progress.epoch}, steps "
-                           f"{step_done - bad_run + 1}..{step_done} of {steps}); stopped without "
-                           f"saving, the last good checkpoint is kept (use --precision bf16 or "
-                           f"fp32, or lower --lr)")
-        if scaler.get_scale() < MIN_LOSS_SCALE:
-            raise SPQError(f"the fp16 loss scale collapsed to {scaler.get_scale():.3g} in epoch "
-                           f"{progress.epoch} at step {step_done} of {steps} (the gradients "
-                           f"overflow at every scale); stopped without saving, the last good "
-                           f"checkpoint is kept (use --precision bf16 or fp32, or lower --lr)")
-
     with tqdm(total=steps, initial=start, desc=f"epoch {progress.epoch}/{epochs}", leave=False,
               disable=None if world.main else True, dynamic_ncols=True) as bar:
         for i in range(start, steps):
@@ -238,7 +219,7 @@ def train_one_epoch(step: Callable[[torch.Tensor], torch.Tensor], images: torch.
                 bad_run = 0 if finite else bad_run + 1
                 if finite:
                     total += loss
-                check_fp16(i + 1)
+                check_fp16(scaler, bad_run, progress.epoch, i + 1, steps)
             else:
                 loss = step(fetch_batch(images, order[i], device))
                 first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), i + 1, first_bad)
@@ -252,7 +233,7 @@ def train_one_epoch(step: Callable[[torch.Tensor], torch.Tensor], images: torch.
             elif boundary:
                 stopping = agree(world, stop.signum is not None)
             if boundary or stopping:
-                check()
+                check_finite(first_bad, progress.epoch, steps)
                 counted = done - progress.non_finite
                 if counted:
                     bar.set_postfix(loss=f"{total.item() / counted:.4f}")
@@ -366,16 +347,48 @@ def run(args, explicit: Iterable[str] = ()) -> int:
     try:
         if lock:
             lock.acquire()
-        return _run(args, resume, ckpt, world, device)
+        setup = prepare(args, resume, ckpt, world, device)
+        if args.eval_only:
+            return evaluate_checkpoint(setup, resume, ckpt)
+        return fit(setup, resume, ckpt)
     finally:
         if lock:
             lock.release()
         shutdown()
 
 
-def _run(args, resume: Optional[str], ckpt, world: World, device: torch.device) -> int:
-    say = print if world.main else (lambda *a, **k: None)
-    data = load_data(args, say)
+@dataclass
+class Setup:
+    """What a run works on: its data and model on the device, and where its output goes."""
+    args: argparse.Namespace
+    world: World
+    device: torch.device
+    data: ImageSet
+    model: SPQ
+    train_images: torch.Tensor                                  # uint8 (N, 3, H, W)
+    gallery: Tuple[torch.Tensor, Optional[torch.Tensor]]       # images, labels
+    queries: Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]
+    out: Path
+    unevaluable: Optional[str]                                 # why mAP cannot be measured
+
+    def say(self, *message) -> None:
+        """Print on the main process only."""
+        if self.world.main:
+            print(*message)
+
+    def evaluate(self, every_metric: bool = False):
+        """The model's mAP@Top_N, or with `every_metric` every metric of `evaluate_all`."""
+        args = self.args
+        metric = evaluate_all if every_metric else evaluate
+        share_buffers(self.model, self.world)   # evaluate every shard with rank 0's statistics
+        return metric(self.model, *self.gallery, *self.queries, args.input_size, args.Top_N or None,
+                      distance=args.adc_distance, world=self.world)
+
+
+def prepare(args, resume: Optional[str], ckpt, world: World, device: torch.device) -> Setup:
+    """Load the data, build the model and make the output folder ready; SPQError when the
+    data cannot serve the run."""
+    data = load_data(args, print if world.main else (lambda *a, **k: None))
     if data.train_images.shape[0] < args.batch_size and not args.eval_only:
         raise SPQError(f"--batch_size {args.batch_size} exceeds the {data.train_images.shape[0]} "
                        f"training images: no full batch to train on")
@@ -384,7 +397,6 @@ def _run(args, resume: Optional[str], ckpt, world: World, device: torch.device) 
         raise SPQError(f"cannot evaluate {resume}: {unevaluable}")
     seed_everything(args.seed + world.rank)     # rank 0 draws what a single process draws
     model = build_model(args, device)
-    top_k: Optional[int] = args.Top_N or None
 
     def place(tensor, images=False):
         # streamed (memory-mapped) images stay on the host; their batches move when used
@@ -395,136 +407,195 @@ def _run(args, resume: Optional[str], ckpt, world: World, device: torch.device) 
     gallery = (train_images if gallery_images is data.train_images else place(gallery_images, True),
                place(gallery_labels))
     queries = (place(data.test_images, True), place(data.test_labels))
-
-    def measure() -> float:
-        share_buffers(model, world)          # evaluate every shard with rank 0's statistics
-        return evaluate(model, *gallery, *queries, args.input_size, top_k,
-                        distance=args.adc_distance, world=world)
-
     out = Path(args.output_dir)
     if world.main:
         _prepare_output(out, resuming=ckpt is not None)
-    if args.eval_only:
-        load_state(model, ckpt["model"], "model", resume)
-        t0 = time.time()
-        metrics = evaluate_all(model, *gallery, *queries, args.input_size, top_k,
-                               distance=args.adc_distance, world=world)
-        if not world.main:
-            return 0
-        result = {"checkpoint": str(resume), "epoch": ckpt["epoch"], "bits": model.bits,
-                  "adc_distance": args.adc_distance,
-                  "queries": len(queries[0]), "gallery": len(gallery[0]),
-                  "queries_without_labels": data.unlabelled_queries(), **metrics,
-                  "top_n": args.Top_N, "seconds": round(time.time() - t0, 3)}
-        atomic_save_json(result, out / "retrieval.json")
-        print(format_metrics(result))
-        print(f"written to {out / 'retrieval.json'}")
-        return 0
+    return Setup(args, world, device, data, model, train_images, gallery, queries, out, unevaluable)
 
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+
+def evaluate_checkpoint(setup: Setup, resume: str, ckpt) -> int:
+    """--eval_only: every retrieval metric of the checkpoint's model, printed and written
+    to OUTPUT_DIR/retrieval.json."""
+    load_state(setup.model, ckpt["model"], "model", resume)
+    t0 = time.time()
+    metrics = setup.evaluate(every_metric=True)
+    if not setup.world.main:
+        return 0
+    args = setup.args
+    result = {"checkpoint": str(resume), "epoch": ckpt["epoch"], "bits": setup.model.bits,
+              "adc_distance": args.adc_distance,
+              "queries": len(setup.queries[0]), "gallery": len(setup.gallery[0]),
+              "queries_without_labels": setup.data.unlabelled_queries(), **metrics,
+              "top_n": args.Top_N, "seconds": round(time.time() - t0, 3)}
+    atomic_save_json(result, setup.out / "retrieval.json")
+    print(format_metrics(result))
+    print(f"written to {setup.out / 'retrieval.json'}")
+    return 0
+
+
+REMEDY = "; then continue the run with --resume auto"   # after a failed checkpoint or log write
+
+
+@dataclass
+class TrainingState:
+    """Everything of a training run a checkpoint holds besides its options and the model."""
+    optimizer: torch.optim.Optimizer
+    scheduler: object                     # a torch.optim.lr_scheduler scheduler
+    scaler: "torch.amp.GradScaler"
+    shuffle: torch.Generator              # draws each epoch's order
+    start: int = 1                        # the next epoch to train
+    best: Optional[float] = None          # the best mAP so far, and its epoch
+    best_epoch: Optional[int] = None
+    progress: Optional[EpochProgress] = None   # the epoch a signal stopped, where it stood
+    rows: List[Dict] = field(default_factory=list)   # the log rows of the epochs done
+
+    def checkpoint(self, args, model: SPQ, epoch_done: int) -> Dict:
+        """The contents of last.pth after `epoch_done` epochs (and `self.progress` of the next,
+        when a signal stopped it); best.pth is `model_only` of it."""
+        return {"format": FORMAT, "version": VERSION, "epoch": epoch_done, "best_map": self.best,
+                "best_epoch": self.best_epoch, "log": self.rows,
+                "args": vars(args), "model": model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                "rng": rng_state(self.shuffle),
+                "mid_epoch": self.progress.to_dict() if self.progress else None}
+
+    def restore(self, ckpt: Dict, model: SPQ, path: str, log: Path) -> None:
+        """The state `checkpoint` saved (`log`: the run's log.jsonl, read for the rows of
+        checkpoints older than the "log" key)."""
+        load_state(model, ckpt["model"], "model", path)
+        load_state(self.optimizer, ckpt["optimizer"], "optimizer state", path)
+        load_state(self.scheduler, ckpt["scheduler"], "scheduler state", path)
+        load_state(self.scaler, ckpt["scaler"], "fp16 loss-scaler state", path)
+        set_rng_state(ckpt["rng"], self.shuffle)
+        self.start, self.best, self.best_epoch = ckpt["epoch"] + 1, ckpt["best_map"], ckpt.get("best_epoch")
+        self.rows = ckpt["log"] if "log" in ckpt else \
+            [r for r in read_rows(log) if r.get("epoch", 0) <= ckpt["epoch"]]
+        self.progress = EpochProgress(**ckpt["mid_epoch"]) if ckpt["mid_epoch"] is not None else None
+
+
+def training_state(setup: Setup, resume: Optional[str], ckpt) -> TrainingState:
+    """A new run's optimizer, schedule, loss scaler and shuffling, or those of the checkpoint."""
+    args, world = setup.args, setup.world
+    optimizer = torch.optim.Adam(setup.model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     scheduler = make_scheduler(optimizer, args.lr_schedule,
-                               data.train_images.shape[0] // args.batch_size, args.epochs)
-    scaler = make_scaler(device, args.precision)
-    shuffle = torch.Generator().manual_seed(args.seed)
-    start, best, best_epoch, progress, rows = 1, None, None, None, []
-    remedy = "; then continue the run with --resume auto"
-    if ckpt is not None:
-        load_state(model, ckpt["model"], "model", resume)
-        load_state(optimizer, ckpt["optimizer"], "optimizer state", resume)
-        load_state(scheduler, ckpt["scheduler"], "scheduler state", resume)
-        load_state(scaler, ckpt["scaler"], "fp16 loss-scaler state", resume)
-        set_rng_state(ckpt["rng"], shuffle)
-        start, best, best_epoch = ckpt["epoch"] + 1, ckpt["best_map"], ckpt.get("best_epoch")
-        rows = ckpt["log"] if "log" in ckpt else \
-            [r for r in read_rows(out / LOG) if r.get("epoch", 0) <= ckpt["epoch"]]  # older checkpoints
-        if world.main:
-            restore_record(out, ckpt, rows, say, remedy)
-        if ckpt["mid_epoch"] is not None:
-            progress = EpochProgress(**ckpt["mid_epoch"])
-        if world.rank:   # the checkpoint holds rank 0's streams; the others start anew from here
-            seed_everything(hash((args.seed, world.rank, start, progress.step if progress else 0)) % 2 ** 31)
-        where = f"step {progress.step} of epoch {start}" if progress else f"epoch {start}"
-        say(f"resuming {resume} at {where} (best mAP so far {best})")
-    if start > args.epochs:
-        say(f"nothing to train: the checkpoint finished epoch {start - 1} of --epochs {args.epochs}")
-        return 0
+                               setup.data.train_images.shape[0] // args.batch_size, args.epochs)
+    state = TrainingState(optimizer, scheduler, make_scaler(setup.device, args.precision),
+                          torch.Generator().manual_seed(args.seed))
+    if ckpt is None:
+        return state
+    state.restore(ckpt, setup.model, resume, setup.out / LOG)
+    if world.main:
+        restore_record(setup.out, ckpt, state.rows, setup.say, REMEDY)
+    progress = state.progress
+    if world.rank:   # the checkpoint holds rank 0's streams; the others start anew from here
+        seed_everything(hash((args.seed, world.rank, state.start, progress.step if progress else 0)) % 2 ** 31)
+    where = f"step {progress.step} of epoch {state.start}" if progress else f"epoch {state.start}"
+    setup.say(f"resuming {resume} at {where} (best mAP so far {state.best})")
+    return state
 
-    def save(epoch_done: int, mid_epoch: Optional[EpochProgress], is_best: bool = False):
-        """last.pth, then (is_best) best.pth without the training state; see docs/crash-safety.md."""
-        if not world.main:
-            return
-        state = {"format": FORMAT, "version": VERSION, "epoch": epoch_done, "best_map": best,
-                 "best_epoch": best_epoch, "log": rows,
-                 "args": vars(args), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                 "rng": rng_state(shuffle),
-                 "mid_epoch": mid_epoch.to_dict() if mid_epoch else None}
-        atomic_save(state, out / "last.pth", remedy)
-        if mid_epoch is None:
-            faults.hit("between_saves")
-        if is_best:
-            atomic_save(model_only(state), out / "best.pth", remedy)
 
+def save(setup: Setup, state: TrainingState, epoch_done: int, is_best: bool = False) -> None:
+    """last.pth, then (is_best) best.pth without the training state; see docs/crash-safety.md."""
+    if not setup.world.main:
+        return
+    ckpt = state.checkpoint(setup.args, setup.model, epoch_done)
+    atomic_save(ckpt, setup.out / "last.pth", REMEDY)
+    if state.progress is None:
+        faults.hit("between_saves")
+    if is_best:
+        atomic_save(model_only(ckpt), setup.out / "best.pth", REMEDY)
+
+
+def make_step(setup: Setup, state: TrainingState) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The training step of a batch of uint8 images: views, loss, update (see `training_step`),
+    under DistributedDataParallel with several processes, compiled with --compile."""
+    args, model, device, world = setup.args, setup.model, setup.device, setup.world
     augment = make_augmentation(args.input_size, args.augment).to(device)
     forward = distribute(model, world, device, args.sync_bn)
-    model.train(not bn_frozen(args, best))
     gather = gather_rows if world.distributed else None
 
     def step(batch, forward=forward):
-        return training_step(model, augment, batch.to(device, non_blocking=True), optimizer, scaler,
-                             args.contrastive_temperature, args.precision, forward, gather)
+        return training_step(model, augment, batch.to(device, non_blocking=True), state.optimizer,
+                             state.scaler, args.contrastive_temperature, args.precision, forward, gather)
 
     compiled = compile_model(forward or model) if args.compile else None
-    if compiled is not None:
-        step = FirstStepFallback(functools.partial(step, forward=compiled), step, model, optimizer,
-                                 scaler, world)
+    if compiled is None:
+        return step
+    return FirstStepFallback(functools.partial(step, forward=compiled), step, model, state.optimizer,
+                             state.scaler, world)
 
+
+def fit(setup: Setup, resume: Optional[str], ckpt) -> int:
+    """Train from the checkpoint's state (or anew) to --epochs, evaluating and saving as the
+    options say."""
+    args, model = setup.args, setup.model
+    state = training_state(setup, resume, ckpt)
+    if state.start > args.epochs:
+        setup.say(f"nothing to train: the checkpoint finished epoch {state.start - 1} of --epochs {args.epochs}")
+        return 0
+    step = make_step(setup, state)
+    model.train(not bn_frozen(args, state.best))
+    world = setup.world
     processes = f", {world.size} processes of {args.batch_size // world.size}" if world.distributed else ""
-    say(f"SPQ: {model.bits} bits ({args.N_books} books x {args.N_words} words), "
-        f"{len(train_images)} training images, batch {args.batch_size}{processes}, epochs "
-        f"{start}..{args.epochs}, {args.augment} views, device {device}, output {out}")
+    setup.say(f"SPQ: {model.bits} bits ({args.N_books} books x {args.N_words} words), "
+              f"{len(setup.train_images)} training images, batch {args.batch_size}{processes}, epochs "
+              f"{state.start}..{args.epochs}, {args.augment} views, device {setup.device}, output {setup.out}")
     if args.freeze_bn_after_eval:
-        say("--freeze_bn_after_eval: training continues in eval mode (frozen BatchNorm) "
-            "after the first evaluation" + (" (frozen already)" if bn_frozen(args, best) else ""))
-    if unevaluable:
-        say(f"evaluation skipped: {unevaluable}; training goes on, without best.pth")
+        setup.say("--freeze_bn_after_eval: training continues in eval mode (frozen BatchNorm) "
+                  "after the first evaluation" + (" (frozen already)" if bn_frozen(args, state.best) else ""))
+    if setup.unevaluable:
+        setup.say(f"evaluation skipped: {setup.unevaluable}; training goes on, without best.pth")
     with StopRequest() as stop:
-        for epoch in range(start, args.epochs + 1):
-            if progress is None:
-                progress = EpochProgress(epoch, shuffle.get_state())
-            lr = optimizer.param_groups[0]["lr"]
-            finished = train_one_epoch(step, train_images, args.batch_size, shuffle, progress,
-                                       args.epochs, stop, world, device, scaler)
-            if not finished:
-                save(epoch - 1, progress)
-                raise Interrupted(stop.signum, str(out / "last.pth"),
-                                  f"in epoch {epoch} after step {progress.step}")
-            loss = progress.mean_loss()
-            end_of_epoch(scheduler, args.lr_schedule, epoch)
-            record = {"epoch": epoch, "loss": loss, "lr": lr, "seconds": round(progress.seconds, 3)}
-            if scaler.is_enabled():
-                record["skipped_steps"] = progress.skipped
-            say(f"epoch {epoch}/{args.epochs}  loss {loss:.4f}  lr {lr:.3g}  {record['seconds']:.1f}s")
-            if record.get("skipped_steps"):
-                say(f"epoch {epoch}: fp16 loss scaling skipped {progress.skipped} of {progress.step} "
-                    f"steps (their gradients overflowed)")
-            progress = None
-            is_best = False
-            if (epoch % args.eval_epoch == 0 or epoch == args.epochs) and not unevaluable:
-                t1 = time.time()
-                m = measure()
-                is_best = best is None or m > best
-                best, best_epoch = (m, epoch) if is_best else (best, best_epoch)
-                model.train(not bn_frozen(args, best))
-                record.update({"mAP": m, "bits": model.bits, "top_n": args.Top_N,
-                               "adc_distance": args.adc_distance,
-                               "eval_seconds": round(time.time() - t1, 3)})
-                say(f"epoch {epoch}: mAP@{args.Top_N or 'all'} = {m:.4f}  (best {best:.4f}, "
-                    f"{model.bits} bits, eval {record['eval_seconds']:.1f}s)")
-            rows = rows + [record]            # last.pth carries the log rows up to its epoch
-            save(epoch, None, is_best)
-            if world.main:
-                append_row(out / LOG, record, remedy)
-            if agree(world, stop.signum is not None) and epoch < args.epochs:
-                raise Interrupted(stop.signum, str(out / "last.pth"), f"after epoch {epoch}")
+        for epoch in range(state.start, args.epochs + 1):
+            train_epoch(setup, state, step, epoch, stop)
     return 0
+
+
+def train_epoch(setup: Setup, state: TrainingState, step, epoch: int, stop: StopRequest) -> None:
+    """Train (or finish) `epoch`, then evaluate when it is due, save and log it; raises
+    Interrupted, after saving, when a signal asked to stop."""
+    args, world = setup.args, setup.world
+    if state.progress is None:
+        state.progress = EpochProgress(epoch, state.shuffle.get_state())
+    progress = state.progress
+    lr = state.optimizer.param_groups[0]["lr"]
+    if not train_one_epoch(step, setup.train_images, args.batch_size, state.shuffle, progress,
+                           args.epochs, stop, world, setup.device, state.scaler):
+        save(setup, state, epoch - 1)
+        raise Interrupted(stop.signum, str(setup.out / "last.pth"), f"in epoch {epoch} after step {progress.step}")
+    loss = progress.mean_loss()
+    end_of_epoch(state.scheduler, args.lr_schedule, epoch)
+    record = {"epoch": epoch, "loss": loss, "lr": lr, "seconds": round(progress.seconds, 3)}
+    if state.scaler.is_enabled():
+        record["skipped_steps"] = progress.skipped
+    setup.say(f"epoch {epoch}/{args.epochs}  loss {loss:.4f}  lr {lr:.3g}  {record['seconds']:.1f}s")
+    if record.get("skipped_steps"):
+        setup.say(f"epoch {epoch}: fp16 loss scaling skipped {progress.skipped} of {progress.step} "
+                  f"steps (their gradients overflowed)")
+    state.progress = None
+    is_best = False
+    if (epoch % args.eval_epoch == 0 or epoch == args.epochs) and not setup.unevaluable:
+        is_best = evaluate_epoch(setup, state, epoch, record)
+    state.rows = state.rows + [record]            # last.pth carries the log rows up to its epoch
+    save(setup, state, epoch, is_best)
+    if world.main:
+        append_row(setup.out / LOG, record, REMEDY)
+    if agree(world, stop.signum is not None) and epoch < args.epochs:
+        raise Interrupted(stop.signum, str(setup.out / "last.pth"), f"after epoch {epoch}")
+
+
+def evaluate_epoch(setup: Setup, state: TrainingState, epoch: int, record: Dict) -> bool:
+    """Measure mAP after `epoch`, note it in `record` and the state's best; whether it is the
+    best so far. With --freeze_bn_after_eval, training goes on in eval mode from here."""
+    args, model = setup.args, setup.model
+    t1 = time.time()
+    m = setup.evaluate()
+    is_best = state.best is None or m > state.best
+    if is_best:
+        state.best, state.best_epoch = m, epoch
+    model.train(not bn_frozen(args, state.best))
+    record.update({"mAP": m, "bits": model.bits, "top_n": args.Top_N, "adc_distance": args.adc_distance,
+                   "eval_seconds": round(time.time() - t1, 3)})
+    setup.say(f"epoch {epoch}: mAP@{args.Top_N or 'all'} = {m:.4f}  (best {state.best:.4f}, "
+              f"{model.bits} bits, eval {record['eval_seconds']:.1f}s)")
+    return is_best
