@@ -1,4 +1,5 @@
-"""Every command-line option of main_SPQ.py, with its default and the paper's value.
+"""Every command-line option of main_SPQ.py, with its default and the paper's value (the
+dataset options also serve python -m spq.index build).
 
 The authors' options keep their spelling, default and meaning, so their documented
 command runs unchanged:
@@ -6,6 +7,8 @@ command runs unchanged:
 """
 import argparse
 from typing import List, Optional, Set
+
+from spq.datasets import KINDS
 
 
 def str2bool(value: str) -> bool:
@@ -69,7 +72,7 @@ def _hardware_options(g) -> None:
 
 def add_dataset_options(g) -> None:
     """Which dataset, and where: shared by main_SPQ.py and python -m spq.index build."""
-    g.add_argument("--dataset", default="cifar10", choices=["cifar10", "folder", "list"],
+    g.add_argument("--dataset", default="cifar10", choices=list(KINDS),
                    help="cifar10: the official python batches in --data_dir/cifar-10-batches-py "
                         "(paper); folder: your own images, --data_dir/train/ for training and, "
                         "when present, --data_dir/test/ as queries and --data_dir/gallery/ as the "
@@ -215,8 +218,8 @@ def _output_options(g) -> None:
 
 def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Reject values that cannot work, before any work starts (exits with status 2)."""
-    positive = ["N_books", "N_words", "L_word", "input_size", "epochs", "eval_epoch", "num_cls",
-                "lr", "soft_quantization_scale", "contrastive_temperature"]
+    positive = ["N_books", "N_words", "L_word", "input_size", "epochs", "eval_epoch", "lr",
+                "soft_quantization_scale", "contrastive_temperature"]
     for name in positive:
         if getattr(args, name) <= 0:
             p.error(f"--{name} must be positive, got {getattr(args, name)}")
@@ -239,7 +242,10 @@ def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
 
 
 def check_dataset_options(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """The list files go with --dataset list, which needs a training list (exits with status 2)."""
+    """A positive --num_cls; the list files go with --dataset list, which needs a training
+    list (exits with status 2)."""
+    if args.num_cls <= 0:
+        p.error(f"--num_cls must be positive, got {args.num_cls}")
     lists = ["train_list", "query_list", "gallery_list"]
     if args.dataset == "list" and not args.train_list:
         p.error("--dataset list needs --train_list FILE (and --query_list FILE to evaluate)")

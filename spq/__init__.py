@@ -15,7 +15,7 @@ One idea per module, in layers; a module uses only those of its own layer or bel
   evaluation (encoding images, their metrics), interrupt (signals as stop requests),
   checkpoint, schema, outdir (what a run writes and how it is checked), train (which
   wires everything into a run).
-- tools on trained models: index (python -m spq.index), faiss_export, grid, plot
-  (python -m spq.plot).
+- tools on trained models: index (python -m spq.index, which takes its dataset options
+  from the repository's args.py), faiss_export, grid, plot (python -m spq.plot).
 """
 __version__ = "0.1.0"

@@ -96,14 +96,14 @@ class Split:
     def __len__(self) -> int:
         return len(self.files) if self.files is not None else len(self.pixels)
 
-    def unreadable(self, ok: np.ndarray) -> None:
-        """SPQError when no file could be read (`ok`: the mask of files read), or when a listed
-        file could not be."""
+    def unreadable(self, ok: np.ndarray, start: int = 0) -> None:
+        """SPQError when a listed file could not be read, or no file at all (`ok`: the mask of
+        the files read among files[start:start + len(ok)])."""
         if self.where is not None and not ok.all():
-            i = int(np.flatnonzero(~ok)[0])
-            raise SPQError(f"{self.where[i]}: {self.files[i]} cannot be read as an image "
-                           f"({int((~ok).sum())} unreadable in this list)")
-        if len(ok) and not ok.any():
+            i = start + int(np.flatnonzero(~ok)[0])
+            count = f" ({int((~ok).sum())} unreadable in this list)" if len(ok) == len(self) else ""
+            raise SPQError(f"{self.where[i]}: {self.files[i]} cannot be read as an image{count}")
+        if len(ok) == len(self) and len(ok) and not ok.any():
             raise SPQError(f"{self.folder}: none of its {len(ok)} image files could be read")
 
     def batches(self, size: int, workers: int, batch: int = 256) -> Iterator[Tuple[torch.Tensor, np.ndarray]]:
@@ -113,10 +113,11 @@ class Split:
         if self.pixels is not None:
             yield from ((b, np.ones(len(b), bool)) for b in self.pixels.split(batch))
             return
+        start = 0
         for chunk in decode_stream(self.files, size, workers):
             ok = np.array([image is not None for image in chunk])
-            if self.where is not None:
-                self.unreadable(ok)
+            self.unreadable(ok, start)
+            start += len(chunk)
             good = [image for image in chunk if image is not None]
             yield (torch.from_numpy(np.stack(good)) if good else
                    torch.zeros(0, 3, size, size, dtype=torch.uint8)), ok
@@ -221,8 +222,7 @@ def load_cifar10(data_dir: str, num_classes: int = 10, download: bool = False) -
     if missing:
         raise SPQError(f"CIFAR-10 not found: {folder} lacks {', '.join(missing)}. "
                        f"Pass --if_download to fetch it, or --data_dir pointing at the folder "
-                       f"that contains {FOLDER}/ (--dataset cifar10 is the default; your own "
-                       f"images: --dataset folder or --dataset list)")
+                       f"that contains {FOLDER}/")
     train = [_read_batch(folder / n) for n in TRAIN_FILES]
     test_images, test_labels = _read_batch(folder / TEST_FILE)
     train_images = torch.cat([d for d, _ in train])

@@ -8,9 +8,11 @@
 before any image file is decoded; training decodes them all (`load_data`), `python -m
 spq.index build` streams one (`spq.data.Split.batches`).
 """
+from pathlib import Path
 from typing import Dict
 
-from .data import ImageSet, Split, cifar10_splits, decode_dataset
+from .data import FOLDER, ImageSet, Split, cifar10_splits, decode_dataset
+from .errors import SPQError
 from .folder import open_folder
 from .lists import open_lists
 from .subset import cap_per_class
@@ -22,6 +24,10 @@ def open_dataset(args) -> Dict[str, Split]:
     """The splits of the dataset the options name (--dataset, --data_dir, --num_cls, the list
     files, --allow_outside_data_dir, --if_download; see args.py)."""
     if args.dataset == "cifar10":
+        root = Path(args.data_dir)
+        if (root / "train").is_dir() and not (root / FOLDER).is_dir() and not args.if_download:
+            raise SPQError(f"--data_dir {root} holds train/ but no {FOLDER}/: for a folder of your "
+                           f"own images pass --dataset folder (--dataset cifar10 is the default)")
         return cifar10_splits(args.data_dir, args.num_cls, args.if_download)
     if args.dataset == "folder":
         return open_folder(args.data_dir)

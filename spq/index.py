@@ -1,7 +1,7 @@
 """Search a collection with a trained model: build an index of its codes, then query it.
 
-    python -m spq.index build --checkpoint CKPT --data_dir DIR [--dataset cifar10|folder|list]
-                              --out INDEX [--faiss FAISS_FILE]
+    python -m spq.index build --checkpoint CKPT --out INDEX [--faiss FAISS_FILE]
+                              [--dataset cifar10|folder|list] [--data_dir DIR] [list options]
     python -m spq.index query --index INDEX --checkpoint CKPT IMAGE [IMAGE ...]
                               [--top_k 10] [--json] [--grid PNG]
 
@@ -36,11 +36,12 @@ from tqdm import tqdm
 
 from .adc import DISTANCES, result_distances, search
 from .checkpoint import atomic_save, load_checkpoint, load_state, read_tagged
-from .data import CLASSES, Split, load_cifar10
+from .data import Split, load_cifar10
 from .datasets import gallery_split, open_dataset
 from .errors import SPQError, exit_status
 from .evaluation import describe
 from .grid import QUERY, result_colour, save_grid
+from .lists import outside
 from .images import decode
 from .model import SPQ
 from .quantization import code_bits, code_dtype, encode
@@ -58,7 +59,7 @@ class Index:
     codebooks: torch.Tensor           # (M, K, L) float32
     codes: torch.Tensor               # (G, M), the smallest integer dtype for K
     positions: torch.Tensor           # (G,) int64, each item's place in its split
-    paths: Optional[List[str]]        # folder: each item's file, relative to data_dir
+    paths: Optional[List[str]]        # folder, list: each item's file, relative to data_dir
     labels: Optional[torch.Tensor]    # (G,) int64 indices into `classes`, (G, C) uint8 multi-hot, or None
     classes: Optional[List[str]]      # the name of each class index / label column
     config: Dict                      # dataset, data_dir, split, input_size, checkpoint, epoch
@@ -143,18 +144,21 @@ def load_model(checkpoint, device: torch.device) -> Tuple[SPQ, Dict]:
     return model.eval(), ckpt
 
 
-def pick_split(splits: Dict[str, Split], split: str, data_dir) -> str:
+def pick_split(splits: Dict[str, Split], split: str, options) -> str:
     """The split to index: "gallery" means the evaluation's database (`gallery_split`)."""
     name = gallery_split(splits) if split == "gallery" else split
-    if name not in splits:
-        raise SPQError(f"--split {split}: the dataset in {data_dir} has no {split} split "
-                       f"(it has {', '.join(splits)})")
+    if name not in splits:    # only test can be missing: a folder without test/, no query list
+        where = ("no --query_list was given" if options.dataset == "list" else
+                 f"{Path(options.data_dir) / split} does not exist")
+        raise SPQError(f"--split {split}: {where}")
     return name
 
 
 def relative_names(files: List[Path], data_dir) -> List[str]:
-    """Each file relative to the data folder, as it is stored in an index."""
-    names = [Path(os.path.relpath(f, data_dir)).as_posix() for f in files]
+    """Each file as an index stores it: relative to the data folder, or absolute when it lies
+    outside (list files with --allow_outside_data_dir)."""
+    names = [Path(os.path.abspath(f) if outside(f, Path(data_dir)) else os.path.relpath(f, data_dir)).as_posix()
+             for f in files]
     odd = next((f for f in names if "\n" in f), None)
     if odd is not None:
         raise SPQError(f"{odd!r}: a file name with a line break cannot be indexed; rename it")
@@ -170,7 +174,7 @@ def build_index(model: SPQ, ckpt: Dict, checkpoint, options, split: str = "galle
     input_size = ckpt["args"]["input_size"]
     data_dir = options.data_dir
     splits = open_dataset(options)
-    split = pick_split(splits, split, data_dir)
+    split = pick_split(splits, split, options)
     source = splits[split]
     paths = None if source.files is None else relative_names(source.files, data_dir)
     codes, read = [], []
@@ -268,7 +272,7 @@ def result_pixels(index: Index, items: List[int], tile: int, data_dir=None) -> L
     if data_dir is None:   # the stored folder is only shown: batches are read where the user says
         raise SPQError(f"--grid of a CIFAR-10 index needs --data_dir, the folder holding "
                        f"cifar-10-batches-py/ (the index was built from {index.config['data_dir']})")
-    data = load_cifar10(data_dir, len(CLASSES))
+    data = load_cifar10(data_dir, len(index.classes))
     images = data.test_images if index.config["split"] == "test" else data.train_images
     return [images[int(index.positions[i])].numpy() for i in items]
 

@@ -474,7 +474,9 @@ class TrainingState:
 
 
 def training_state(setup: Setup, resume: Optional[str], ckpt) -> TrainingState:
-    """A new run's optimizer, schedule, loss scaler and shuffling, or those of the checkpoint."""
+    """A new run's optimizer, schedule, loss scaler and shuffling, or those of the checkpoint:
+    then OUTPUT_DIR's log.jsonl and best.pth are made to agree with it (`restore_record`), the
+    other ranks under torchrun are reseeded, and the resume point is printed."""
     args, world = setup.args, setup.world
     optimizer = torch.optim.Adam(setup.model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     scheduler = make_scheduler(optimizer, args.lr_schedule,

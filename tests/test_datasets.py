@@ -1,5 +1,6 @@
 """spq.datasets: one dispatch of --dataset for training and spq.index; the code length."""
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ from spq.checkpoint import atomic_save
 from spq.data import load_cifar10
 from spq.datasets import KINDS, load_data, open_dataset
 from spq.evaluation import describe
+from spq.images import CHUNK
 from spq.folder import load_folder
 from spq.index import get_args_parser as index_parser, load_index, main as index_main
 from spq.lists import load_lists
@@ -117,25 +119,61 @@ def test_index_of_a_list_dataset(sets, checkpoint, tmp_path, split):
         assert index.class_of(i) == "+".join(str(c) for c in range(LIST_CLASSES) if labels[i, c])
 
 
-def test_index_of_a_list_refuses_an_unreadable_file(sets, checkpoint, tmp_path, capsys):
+@pytest.mark.parametrize("line", [2, CHUNK + 3])      # in the first decoded chunk, and a later one
+def test_index_of_a_list_refuses_an_unreadable_file(sets, checkpoint, tmp_path, capsys, line):
     lists_dir, train_list, _ = sets["list"]
-    bad = tmp_path / "bad.txt"
     (tmp_path / "broken.jpg").write_bytes(b"not a picture")
-    bad.write_text(open(train_list).read().splitlines()[0] + "\n../" + tmp_path.name + "/broken.jpg"
-                   + " 0" * LIST_CLASSES + "\n")
+    good = open(train_list).read().splitlines()[0]
+    rows = [good] * (line - 1) + [f"{tmp_path / 'broken.jpg'}" + " 0" * LIST_CLASSES, good]
+    bad = tmp_path / "bad.txt"
+    bad.write_text("\n".join(rows) + "\n")
     code = index_main(["build", "--checkpoint", checkpoint[0], "--dataset", "list", "--data_dir",
                        lists_dir, "--train_list", str(bad), "--num_cls", str(LIST_CLASSES),
                        "--allow_outside_data_dir", "--out", str(tmp_path / "x.index"),
                        "--device", "cpu", "--num_workers", "0"])
-    assert code == 1 and f"{bad}, line 2: " in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 1 and f"{bad}, line {line}: " in err and "broken.jpg cannot be read" in err
     assert not (tmp_path / "x.index").exists()
+
+
+def test_index_stores_list_paths_outside_data_dir_as_absolute(sets, checkpoint, tmp_path):
+    lists_dir, train_list, _ = sets["list"]
+    first = open(train_list).readline()
+    outside = tmp_path / "elsewhere" / "picture.png"
+    outside.parent.mkdir()
+    outside.write_bytes((Path(lists_dir) / first.rsplit(None, LIST_CLASSES)[0]).read_bytes())
+    listed = tmp_path / "list.txt"
+    listed.write_text(first + f"{outside} " + " ".join(["1"] * LIST_CLASSES) + "\n")
+    out = tmp_path / "x.index"
+    assert index_main(["build", "--checkpoint", checkpoint[0], "--dataset", "list", "--data_dir",
+                       lists_dir, "--train_list", str(listed), "--num_cls", str(LIST_CLASSES),
+                       "--allow_outside_data_dir", "--out", str(out), "--device", "cpu",
+                       "--num_workers", "0"]) == 0
+    index = load_index(out)
+    assert index.paths == [first.rsplit(None, LIST_CLASSES)[0], outside.as_posix()]
+    assert index.codes[0].tolist() == index.codes[1].tolist()         # the same picture
+
+
+def test_index_split_test_of_a_list_needs_the_query_list(sets, checkpoint, tmp_path, capsys):
+    lists_dir, train_list, _ = sets["list"]
+    code = index_main(["build", "--checkpoint", checkpoint[0], "--dataset", "list", "--data_dir",
+                       lists_dir, "--train_list", train_list, "--num_cls", str(LIST_CLASSES),
+                       "--split", "test", "--out", str(tmp_path / "x.index"), "--device", "cpu"])
+    assert code == 1 and "--split test: no --query_list was given" in capsys.readouterr().err
+
+
+def test_index_build_refuses_a_non_positive_num_cls(checkpoint, capsys):
+    with pytest.raises(SystemExit) as e:
+        index_main(["build", "--checkpoint", checkpoint[0], "--num_cls", "0", "--out", "x"])
+    assert e.value.code == 2 and "--num_cls must be positive, got 0" in capsys.readouterr().err
 
 
 def test_index_default_dataset_is_cifar10_and_its_error_says_so(sets, checkpoint, tmp_path, capsys):
     code = index_main(["build", "--checkpoint", checkpoint[0], "--data_dir", sets["folder"],
                        "--out", str(tmp_path / "x.index"), "--device", "cpu"])
     err = capsys.readouterr().err
-    assert code == 1 and "--dataset cifar10 is the default" in err and "--dataset folder" in err
+    assert code == 1 and "holds train/ but no cifar-10-batches-py/" in err
+    assert "--dataset folder (--dataset cifar10 is the default)" in err
 
 
 def test_list_options_of_index_build_are_checked_as_training_checks_them(checkpoint, capsys):
