@@ -216,14 +216,41 @@ def test_recall_cutoffs():
 
 
 @pytest.mark.parametrize("multi_hot", [False, True])
-def test_retrieval_metrics_agree_with_each_metric(multi_hot):
-    case = random_case(24, q=30, g=400, multi_hot=multi_hot)
+def test_retrieval_metrics_agree_with_each_metric_and_with_loops(multi_hot):
+    case = random_case(24, q=30, g=200, multi_hot=multi_hot)
     m = R.retrieval_metrics(*case, top_k=20, ks=[1, 5, 20])
     assert m["mAP"] == pytest.approx(R.mean_average_precision(*case, top_k=20), abs=1e-6)
     assert m["mAP_all"] == pytest.approx(R.mean_average_precision(*case, top_k=None), abs=1e-6)
     assert m["precision_at_k"] == pytest.approx(R.precision_at_k(*case, ks=[1, 5, 20]))
-    assert m["precision_recall"] == R.precision_recall_curve(*case)
-    assert m["queries_without_relevant"] == 30 - m["precision_recall"]["queries_with_relevant"]
+    # precision_recall_curve is retrieval_metrics underneath: both against the plain loops
+    lists = ranked_lists_loops(*case)
+    with_relevant = [r for r in lists if sum(r)]
+    # multi-hot: some queries have no relevant item at all, and recall averages over the others
+    assert (0 < len(with_relevant) < 30) if multi_hot else len(with_relevant) == 30
+
+    def ap(r, k):                                   # AP@k of one ranked relevance list
+        found, precisions = 0, []
+        for rank, rel in enumerate(r[:k], start=1):
+            if rel:
+                found += 1
+                precisions.append(found / rank)
+        return sum(precisions) / len(precisions) if precisions else 0.0
+    assert m["mAP"] == pytest.approx(sum(ap(r, 20) for r in lists) / 30, abs=1e-6)
+    assert m["mAP_all"] == pytest.approx(sum(ap(r, 200) for r in lists) / 30, abs=1e-6)
+    for k in [1, 5, 20]:
+        assert m["precision_at_k"][k] == pytest.approx(sum(sum(r[:k]) / k for r in lists) / 30, abs=1e-9)
+    cutoffs = [1, 2, 5, 10, 20, 50, 100, 200]
+    expected = {"cutoffs": cutoffs,
+                "precision": [sum(sum(r[:n]) / n for r in lists) / 30 for n in cutoffs],
+                "recall": [sum(sum(r[:n]) / sum(r) for r in with_relevant) / len(with_relevant)
+                           for n in cutoffs],
+                "queries_with_relevant": len(with_relevant)}
+    for curve in (m["precision_recall"], R.precision_recall_curve(*case)):
+        assert curve["cutoffs"] == expected["cutoffs"]
+        assert curve["precision"] == pytest.approx(expected["precision"], abs=1e-9)
+        assert curve["recall"] == pytest.approx(expected["recall"], abs=1e-9)
+        assert curve["queries_with_relevant"] == expected["queries_with_relevant"]
+    assert m["queries_without_relevant"] == 30 - len(with_relevant)
 
 
 def test_queries_without_relevant_items_are_counted():

@@ -2,19 +2,17 @@
 and the distributions the augmentation draws from."""
 import copy
 import math
-import sys
-from pathlib import Path
+import random
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-import spq.train as T  # noqa: E402
-from plain_step import plain_loss_on_views, plain_views  # noqa: E402
-from spq.augment import make_augmentation  # noqa: E402
-from spq.compiling import compile_model  # noqa: E402
-from spq.model import SPQ  # noqa: E402
-from spq.precision import make_scaler  # noqa: E402
+import spq.train as T
+from bench.plain_step import plain_loss_on_views, plain_views
+from spq.augment import make_augmentation
+from spq.compiling import compile_model
+from spq.model import SPQ
+from spq.precision import make_scaler
 
 
 @pytest.mark.parametrize("batch,temperature", [(4, 0.5), (7, 0.2)])
@@ -32,27 +30,75 @@ def test_fast_and_plain_paths_give_the_same_loss_and_gradients(batch, temperatur
         torch.testing.assert_close(q.grad, p.grad, atol=1e-5, rtol=1e-4, msg=name)
 
 
-def test_views_are_in_the_device_layout_and_in_range():
+def test_views_are_two_draws_of_the_augmentation_in_the_device_layout():
+    images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(1))
+    augment = make_augmentation(32)
     torch.manual_seed(1)
-    images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
-    va, vb = T.make_views(make_augmentation(32), images)
-    assert va.is_contiguous() and va.shape == (6, 3, 32, 32)     # contiguous on the CPU
+    va, vb = T.make_views(augment, images)
+    assert va.is_contiguous() and vb.is_contiguous() and va.shape == (6, 3, 32, 32)  # contiguous on the CPU
     assert 0 <= va.min() and vb.max() <= 1 and not va.requires_grad
-    pa, pb = plain_views(make_augmentation(32), images)
-    assert pa.shape == va.shape and 0 <= pa.min() and pb.max() <= 1
+    # the same two draws, written plainly: the augmentation of images / 255, twice
+    torch.manual_seed(1)
+    x = images.float() / 255
+    expected_a, expected_b = augment(x), augment(x)
+    torch.testing.assert_close(va, expected_a, atol=1e-6, rtol=0)
+    torch.testing.assert_close(vb, expected_b, atol=1e-6, rtol=0)
+    assert (va - vb).abs().max() > 0.1                          # two independent draws
+    # without augmentation both views are the images in [0, 1], on either path
+    for path in (T.make_views, plain_views):
+        pa, pb = path(torch.nn.Identity(), images)
+        assert torch.equal(pa, images.float() / 255) and torch.equal(pb, images.float() / 255), path
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_training_step_runs_and_updates(precision):
+class CastCNN:
+    """The model's CNN under `precision` autocast with fp32 output, holding its codebooks:
+    what bench/plain_step.py's plain loss needs to see of a model."""
+
+    def __init__(self, model, precision):
+        self.model, self.precision = model, precision
+        self.codebooks, self.tau_q = model.codebooks, model.tau_q
+
+    def __call__(self, x):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            return self.model(x).float()
+
+
+# (loss, gradient) agreement between the fast step and the plain one: fp32 rounding only;
+# bf16 rounds the CNN's activations and gradients (8-bit mantissas)
+TOLERANCE = {"fp32": dict(atol=1e-5, rtol=1e-4), "bf16": dict(atol=5e-3, rtol=2e-2)}
+
+
+@pytest.mark.parametrize("precision", ["fp32", pytest.param("bf16", marks=pytest.mark.slow)])   # CPU bf16 is slow
+def test_training_steps_are_plain_sgd_steps_on_the_plain_loss(precision):
+    """Each of two steps of `training_step` with SGD moves every parameter by exactly
+    -lr * its gradient of the plain loss (bench/plain_step.py: CNN under autocast,
+    quantization and loss in fp32) on the views drawn plainly (the augmentation of
+    images / 255, twice), from the same state; BatchNorm statistics move alike."""
     torch.manual_seed(2)
     model = SPQ(4, 16, 8)
-    before = model.codebooks.detach().clone()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
-    loss = T.training_step(model, make_augmentation(32), images, opt,
-                           make_scaler(torch.device("cpu"), precision), 0.5, precision)
-    assert loss.dtype == torch.float32 and math.isfinite(loss.item())
-    assert not torch.equal(before, model.codebooks.detach())
+    reference = copy.deepcopy(model)
+    images = torch.randint(0, 256, (2, 4, 3, 32, 32), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(3))
+    augment, lr, tol = make_augmentation(16), 0.05, TOLERANCE[precision]   # 16-pixel views
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    scaler = make_scaler(torch.device("cpu"), precision)
+    for step in range(2):
+        reference.load_state_dict(model.state_dict())
+        before = [p.detach().clone() for p in model.parameters()]
+        torch.manual_seed(10 + step)
+        loss = T.training_step(model, augment, images[step], opt, scaler, 0.5, precision)
+        torch.manual_seed(10 + step)
+        x = images[step].float() / 255
+        view_a, view_b = augment(x), augment(x)
+        expected = plain_loss_on_views(CastCNN(reference, precision), view_a, view_b, 0.5)
+        grads = torch.autograd.grad(expected, list(reference.parameters()))
+        assert loss.dtype == torch.float32 and not loss.requires_grad
+        assert loss.item() == pytest.approx(expected.item(), abs=tol["atol"], rel=tol["rtol"])
+        for (name, p), b, g in zip(model.named_parameters(), before, grads):
+            torch.testing.assert_close((b - p.detach()) / lr, g, **tol, msg=f"step {step + 1}: {name}")
+        for (name, want), got in zip(reference.named_buffers(), model.buffers()):   # BatchNorm statistics
+            torch.testing.assert_close(got, want, **tol, msg=f"step {step + 1}: {name}")
 
 
 def test_bf16_forward_differs_but_loss_stays_close():
@@ -90,6 +136,26 @@ def rate_ok(p, expected):
     return abs(rate - expected) < 5 * math.sqrt(expected * (1 - expected) / N)
 
 
+def plain_simclr_crop_sizes(n, side=32, seed=0):
+    """kornia's RandomResizedCrop rule (>= 0.7) with Python's random module: up to 10
+    draws of area (uniform over 0.08..1 of the image) and log ratio (uniform over
+    log 3/4..log 4/3); width round(sqrt(area * ratio)), height round(sqrt(area / ratio));
+    the first with 0 < width, height <= side, else the whole image. [(w, h)] * n."""
+    rng = random.Random(seed)
+    sizes = []
+    for _ in range(n):
+        for _ in range(10):
+            area = rng.uniform(0.08, 1.0) * side * side
+            r = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))
+            w, h = round(math.sqrt(area * r)), round(math.sqrt(area / r))
+            if 0 < w <= side and 0 < h <= side:
+                sizes.append((w, h))
+                break
+        else:
+            sizes.append((side, side))
+    return sizes
+
+
 def test_crop_scale_and_ratio(params):
     src = params[0]["src"].float()                               # (N, 4, 2) corner points
     w = src[:, 1, 0] - src[:, 0, 0] + 1
@@ -97,8 +163,16 @@ def test_crop_scale_and_ratio(params):
     scale, ratio = w * h / (32 * 32), w / h
     assert scale.min() >= 0.05 and scale.max() <= 1.0           # 0.08..1, up to pixel rounding
     assert ratio.min() >= 0.6 and ratio.max() <= 1.5            # 3/4..4/3, up to pixel rounding
-    assert 0.45 < scale.mean() < 0.62                           # uniform on (0.08, 1): mean 0.54
-    assert abs(ratio.log().mean().item()) < 0.03                # log-uniform, symmetric around 1
+    ref = torch.tensor(plain_simclr_crop_sizes(N)).float()
+    ref_scale, ref_ratio = ref[:, 0] * ref[:, 1] / (32 * 32), ref[:, 0] / ref[:, 1]
+    # the means of two samples of N: 5 standard errors of their difference apart at most
+    for ours, theirs in [(scale, ref_scale), (ratio.log(), ref_ratio.log())]:
+        bound = 5 * math.sqrt((ours.var() + theirs.var()).item() / N)
+        assert abs(ours.mean().item() - theirs.mean().item()) < bound
+    for ours, theirs in [(w, ref[:, 0]), (h, ref[:, 1])]:      # each side's distribution
+        a = torch.bincount(ours.long(), minlength=33).float() / N
+        b = torch.bincount(theirs.long(), minlength=33).float() / N
+        assert (a - b).abs().sum() / 2 < 0.03                   # total variation distance
 
 
 def test_flip_jitter_grayscale_blur_rates(params):
