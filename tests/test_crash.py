@@ -12,7 +12,7 @@ import torch
 
 import main_SPQ
 from cifar_fixture import write_cifar10
-from conftest import ROOT, SMALL, assert_same_weights, read_log
+from conftest import SMALL, assert_same_weights, read_log, spq, spq_process
 from spq.checkpoint import atomic_save, load_checkpoint
 from spq.errors import SPQError
 from spq.outdir import LOCK, OutputLock, clean
@@ -28,11 +28,14 @@ def tiny(tmp_path_factory):
     return write_cifar10(tmp_path_factory.mktemp("tiny"), per_batch=8, test=10)
 
 
-def cli(data, out, *extra, faults=""):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "SPQ_FAULTS": faults}
-    return subprocess.run([sys.executable, str(ROOT / "main_SPQ.py"), "--data_dir", str(data),
-                           "--output_dir", str(out), *map(str, ARGV), *map(str, extra)],
-                          capture_output=True, text=True, env=env, timeout=600)
+def cli(data, out, *extra):
+    """A run in this process."""
+    return spq("--data_dir", data, "--output_dir", out, *ARGV, *extra)
+
+
+def killed_run(data, out, *extra, faults):
+    """A run in a process of its own, which SPQ_FAULTS kills."""
+    return spq_process("--data_dir", data, "--output_dir", out, *ARGV, *extra, env={"SPQ_FAULTS": faults})
 
 
 def killed(result):
@@ -47,20 +50,21 @@ def temp_files(out):
     return sorted(p.name for p in Path(out).glob(".*.tmp*"))
 
 
+@pytest.mark.slow
 def test_kill_at_each_write_then_resume_matches_an_uninterrupted_run(tiny, tmp_path):
     data, out, straight = tiny, tmp_path / "run", tmp_path / "straight"
     result = cli(data, straight)
     assert result.returncode == 0, result.stderr
     # epoch 1 is the best so far: killed after last.pth, before best.pth and the log line
-    killed(cli(data, out, faults="between_saves#1=kill"))
+    killed(killed_run(data, out, faults="between_saves#1=kill"))
     assert epoch_of(out / "last.pth") == 1 and not (out / "best.pth").exists()
     assert not (out / "log.jsonl").exists()
     # the resume writes best.pth and the log row of epoch 1, then dies inside last.pth of epoch 2
-    killed(cli(data, out, "--resume", "auto", faults="save:last.pth#1=kill"))
+    killed(killed_run(data, out, "--resume", "auto", faults="save:last.pth#1=kill"))
     assert [r["epoch"] for r in read_log(out)] == [1] and epoch_of(out / "best.pth") == 1
     assert epoch_of(out / "last.pth") == 1 and len(temp_files(out)) == 1
     # the next removes that temporary file, then dies inside the log line of epoch 2
-    result = cli(data, out, "--resume", "auto", faults="log_append#1=kill")
+    result = killed_run(data, out, "--resume", "auto", faults="log_append#1=kill")
     killed(result)
     assert "removed" in result.stderr and temp_files(out) == []
     assert epoch_of(out / "last.pth") == 2
@@ -209,25 +213,26 @@ MALFORMED = {
 }
 
 
+@pytest.fixture(scope="module")
+def last_ckpt(two_epochs):
+    """two_epochs' last.pth, loaded once; `edit` changes copies of it."""
+    return torch.load(Path(two_epochs[0]) / "last.pth", weights_only=True)
+
+
 @pytest.mark.parametrize("case", list(MALFORMED))
-def test_malformed_checkpoints_are_refused_in_one_line(two_epochs, tmp_path, case):
-    out, _ = two_epochs
+def test_malformed_checkpoints_are_refused_in_one_line(last_ckpt, tmp_path, case):
     change, message = MALFORMED[case]
-    ckpt = torch.load(Path(out) / "last.pth", weights_only=True)
-    torch.save(edit(ckpt, change), tmp_path / "bad.pth")
+    torch.save(edit(last_ckpt, change), tmp_path / "bad.pth")
     with pytest.raises(SPQError, match=f"bad.pth is a damaged or foreign checkpoint: .*{message}"):
         load_checkpoint(tmp_path / "bad.pth")
 
 
-def test_options_a_checkpoint_lacks_or_does_not_know_are_accepted(two_epochs, tmp_path):
-    out, _ = two_epochs
-    ckpt = torch.load(Path(out) / "last.pth", weights_only=True)
-
+def test_options_a_checkpoint_lacks_or_does_not_know_are_accepted(last_ckpt, tmp_path):
     def older(c):                      # written before --precision and --adc_distance existed,
         del c["args"]["precision"]     # by a version with an option this one lacks
         del c["args"]["adc_distance"]
         c["args"]["retired_option"] = "x"
-    torch.save(edit(ckpt, older), tmp_path / "older.pth")
+    torch.save(edit(last_ckpt, older), tmp_path / "older.pth")
     assert load_checkpoint(tmp_path / "older.pth")["epoch"] == 2
 
 

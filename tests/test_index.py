@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 import spq.adc as A
-from conftest import ROOT, SMALL, assert_clean_failure, spq
+from conftest import ROOT, SMALL, assert_clean_failure, index_cli, spq
 from folder_fixture import write_folder
 from spq.data import CLASSES, load_cifar10
 from spq.errors import SPQError
@@ -25,7 +25,8 @@ from spq.index import load_index, load_model, main as index_main
 from spq.quantization import encode
 
 
-def index_cli(*argv):
+def index_process(*argv):
+    """python -m spq.index ARGV in a process of its own."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.run([sys.executable, "-m", "spq.index", *map(str, argv)], capture_output=True,
                           text=True, cwd=ROOT, env=env, timeout=600)
@@ -120,9 +121,11 @@ def test_query_results_equal_a_plain_ranking(built, distance):
             assert r["same_class"] == (r["class"] == q["class"])
 
 
+@pytest.mark.slow
 def test_text_output_lists_each_query_and_its_results(built):
+    """Through the real interpreter: `python -m spq.index query` end to end."""
     image = built["data"] / "test" / "class_1" / "img_1_0.PNG"
-    result = index_cli("query", "--index", built["index"], "--checkpoint", built["ckpt"], image,
+    result = index_process("query", "--index", built["index"], "--checkpoint", built["ckpt"], image,
                        "--top_k", 4, "--device", "cpu")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()

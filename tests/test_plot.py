@@ -1,21 +1,14 @@
 """python -m spq.plot: PNG files from the log and retrieval.json of a real short run."""
 import shutil
 import struct
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, assert_clean_failure, spq
+from conftest import assert_clean_failure, plot_cli as plot, spq
 
 ALL = ["loss.png", "map.png", "precision_recall.png", "precision_at_k.png"]
-
-
-def plot(*argv, prelude=""):
-    code = f"import sys; {prelude}from spq.plot import main; sys.exit(main(sys.argv[1:]))"
-    return subprocess.run([sys.executable, "-c", code, *map(str, argv)], capture_output=True,
-                          text=True, cwd=ROOT, timeout=300)
 
 
 def png_size(path):
@@ -56,9 +49,10 @@ def test_without_retrieval_json_only_the_training_curves(two_epochs, tmp_path):
     assert sorted(p.name for p in tmp_path.glob("*.png")) == ["loss.png", "map.png"]
 
 
-def test_without_matplotlib_a_clear_message(run_dir, tmp_path):
+def test_without_matplotlib_a_clear_message(run_dir, tmp_path, monkeypatch):
     shutil.copy(run_dir / "log.jsonl", tmp_path)
-    result = plot(tmp_path, prelude="sys.modules['matplotlib'] = None; ")   # import fails
+    monkeypatch.setitem(sys.modules, "matplotlib", None)                  # import fails
+    result = plot(tmp_path)
     assert_clean_failure(result, 1, "needs matplotlib", "pip install matplotlib")
     assert not list(tmp_path.glob("*.png"))
 

@@ -1,8 +1,5 @@
 """Runs that survive: --resume auto, signals with exact mid-epoch resume, and the guards."""
-import os
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,13 +10,14 @@ import main_SPQ
 import spq.train
 from spq import faults
 from cifar_fixture import write_cifar10
-from conftest import ROOT, SMALL, assert_clean_failure, assert_same_weights, read_log, spq as run_cli
+from conftest import SMALL, assert_clean_failure, assert_same_weights, read_log, spq as run_cli, spq_process
 
 
-def test_sigterm_in_second_epoch_then_exact_resume(data, three_epochs, tmp_path, monkeypatch, capsys):
+@pytest.mark.slow
+def test_sigterm_in_second_epoch_then_exact_resume(data, two_epochs, tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
-    argv = ["--data_dir", data, "--output_dir", out, "--epochs", 3, "--eval_epoch", 1, *SMALL]
-    monkeypatch.setenv("SPQ_FAULTS", "step#8=sigterm")        # 6 steps per epoch: epoch 2, step 2
+    argv = ["--data_dir", data, "--output_dir", out, "--epochs", 2, "--eval_epoch", 1, *SMALL]
+    monkeypatch.setenv("SPQ_FAULTS", "step#5=sigterm")        # 3 steps per epoch: epoch 2, step 2
     assert main_SPQ.main([str(a) for a in argv]) == 143
     err = capsys.readouterr().err
     assert "stopped by SIGTERM in epoch 2 after step 2;" in err
@@ -31,32 +29,35 @@ def test_sigterm_in_second_epoch_then_exact_resume(data, three_epochs, tmp_path,
 
     monkeypatch.delenv("SPQ_FAULTS")
     faults.arm()                                              # disarmed for what runs next here
-    result = run_cli("--data_dir", data, "--output_dir", out, "--epochs", 3, "--eval_epoch", 1,
+    result = run_cli("--data_dir", data, "--output_dir", out, "--epochs", 2, "--eval_epoch", 1,
                      "--resume", "auto", "--device", "cpu")
     assert result.returncode == 0, result.stderr
     assert "at step 2 of epoch 2" in result.stdout
     log = read_log(out)
-    assert [r["epoch"] for r in log] == [1, 2, 3]
-    for a, b in zip(log, read_log(three_epochs)):
+    assert [r["epoch"] for r in log] == [1, 2]
+    straight, _ = two_epochs                                  # the same run, uninterrupted
+    for a, b in zip(log, read_log(straight), strict=True):
         assert a["loss"] == pytest.approx(b["loss"], abs=1e-6)
-    assert_same_weights(out / "last.pth", three_epochs / "last.pth")
+    assert_same_weights(out / "last.pth", straight / "last.pth")
 
 
+@pytest.mark.slow
 def test_sigint_exits_130_with_a_checkpoint(data, tmp_path):
+    """Through the real interpreter: `python main_SPQ.py` end to end, and the status a shell sees."""
     out = tmp_path / "run"
-    result = subprocess.run([sys.executable, str(ROOT / "main_SPQ.py"), "--data_dir", data,
-                             "--output_dir", str(out), "--epochs", "1", *SMALL],
-                            capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1", "SPQ_FAULTS": "step#3=sigint"})
+    result = spq_process("--data_dir", data, "--output_dir", out, "--epochs", 1, *SMALL,
+                         env={"SPQ_FAULTS": "step#2=sigint"})          # of 3 steps
     assert result.returncode == 130
-    assert "stopped by SIGINT in epoch 1 after step 3;" in result.stderr and "Traceback" not in result.stderr
+    assert "stopped by SIGINT in epoch 1 after step 2;" in result.stderr and "Traceback" not in result.stderr
     ckpt = torch.load(out / "last.pth", weights_only=True)
-    assert ckpt["epoch"] == 0 and ckpt["mid_epoch"]["epoch"] == 1 and ckpt["mid_epoch"]["step"] == 3
+    assert ckpt["epoch"] == 0 and ckpt["mid_epoch"]["epoch"] == 1 and ckpt["mid_epoch"]["step"] == 2
 
 
+@pytest.mark.slow
 def test_resume_auto_starts_fresh_then_continues(data, tmp_path):
     out = tmp_path / "auto"
-    argv = ["--data_dir", data, "--output_dir", out, "--eval_epoch", 5, "--resume", "auto", *SMALL]
+    argv = ["--data_dir", data, "--output_dir", out, "--eval_epoch", 5, "--resume", "auto", *SMALL,
+            "--train_per_class", 2]                                 # 20 images: one step an epoch
     first = run_cli(*argv, "--epochs", 1)
     assert first.returncode == 0, first.stderr
     assert "no " in first.stdout and "starting a new run" in first.stdout
@@ -66,20 +67,21 @@ def test_resume_auto_starts_fresh_then_continues(data, tmp_path):
     assert [r["epoch"] for r in read_log(out)] == [1, 2]
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(data, tmp_path, monkeypatch, capsys):
     real_loss, calls = spq.train.cqc_loss, []
 
     def loss_that_breaks(*a):
         calls.append(1)
         value = real_loss(*a)
-        return value * float("nan") if len(calls) == 6 + 3 else value   # epoch 2, step 3
+        return value * float("nan") if len(calls) == 3 + 2 else value   # epoch 2, step 2
 
     monkeypatch.setattr(spq.train, "cqc_loss", loss_that_breaks)
     out = tmp_path / "run"
     argv = ["--data_dir", data, "--output_dir", out, "--epochs", 2, "--eval_epoch", 5, *SMALL]
     code = main_SPQ.main([str(a) for a in argv])
     assert code == 1
-    assert "loss became non-finite in epoch 2 at step 3 of 6" in capsys.readouterr().err
+    assert "loss became non-finite in epoch 2 at step 2 of 3" in capsys.readouterr().err
     assert torch.load(out / "last.pth", weights_only=True)["epoch"] == 1
     assert [r["epoch"] for r in read_log(out)] == [1]
 

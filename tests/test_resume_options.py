@@ -54,6 +54,7 @@ def test_options_newer_than_the_checkpoint_keep_their_defaults(tmp_path):
     assert (args.epochs, args.train_per_class, args.query_per_class) == (5, 0, 0)
 
 
+@pytest.mark.slow
 def test_eval_only_and_resume_auto_remember_the_run(data, tmp_path, monkeypatch, capsys):
     """The issue's acceptance: a run with relative paths, stopped in epoch 2; from another
     folder, `--resume R/best.pth --eval_only` alone evaluates on its data and writes into R,
@@ -62,10 +63,10 @@ def test_eval_only_and_resume_auto_remember_the_run(data, tmp_path, monkeypatch,
     shutil.copytree(data, a / "data")
     b.mkdir()
     monkeypatch.chdir(a)
-    # 10 training images per class of the fixture's 200 -> 3 steps of 32: step 4 is in epoch 2
+    # 5 training images per class of the fixture's 200 -> 3 steps of 16: step 4 is in epoch 2
     monkeypatch.setenv("SPQ_FAULTS", "step#4=sigterm")
     code = main_SPQ.main(["--data_dir", "data", "--output_dir", "R", "--epochs", "2", "--eval_epoch", "1",
-                          "--train_per_class", "10", "--query_per_class", "3", *SMALL])
+                          *SMALL, "--train_per_class", "5", "--query_per_class", "3"])
     assert code == 143
     run = a / "R"
     ckpt = torch.load(run / "last.pth", weights_only=True)
@@ -79,12 +80,12 @@ def test_eval_only_and_resume_auto_remember_the_run(data, tmp_path, monkeypatch,
     out = capsys.readouterr().out
     taken = next(line for line in out.splitlines() if line.startswith("resume: options from"))
     for option in [f"--data_dir {a / 'data'}", "--device cpu", "--epochs 2", "--eval_epoch 1",
-                   f"--output_dir {run}", "--train_per_class 10", "--query_per_class 3"]:
+                   f"--output_dir {run}", "--train_per_class 5", "--query_per_class 3"]:
         assert option in taken, option
     written = json.loads((run / "retrieval.json").read_text())
     test_labels = load_cifar10(a / "data").test_labels
     assert written["queries"] == sum(min(3, int((test_labels == c).sum())) for c in range(10))
-    assert written["gallery"] == 100
+    assert written["gallery"] == 50
     assert written["mAP"] == pytest.approx(read_log(run)[0]["mAP"], abs=1e-6)   # best.pth: epoch 1
     assert list(b.iterdir()) == []                          # nothing written where it was called
 
