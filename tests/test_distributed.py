@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT, assert_same_weights, read_log, spq
+from conftest import ROOT, SMALL, assert_same_weights, read_log, spq
 from ddp_step import GLOBAL_BATCH, TEMPERATURE, fixed_views, fresh_model
 from spq.distributed import World, shard
 from spq.loss import cqc_loss
@@ -17,7 +17,7 @@ from spq.train import loss_on_views
 
 
 def torchrun(*argv, nproc=2):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                            f"--nproc_per_node={nproc}", *map(str, argv)],
                           capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
@@ -31,13 +31,22 @@ def test_shards_cover_every_item_once_in_order(n, size):
     assert max(lengths) - min(lengths) <= 1
 
 
+DDP_RUN = ["--epochs", 1, "--eval_epoch", 1, *SMALL]         # global batches of 16: 8 per process
+
+
 @pytest.fixture(scope="module")
-def ddp_step(tmp_path_factory):
+def ddp_step(data, tmp_path_factory):
+    """tests/ddp_step.py under torchrun: each rank's refusals, loss and gradients, and the
+    output folder of its DDP_RUN training run."""
     out = tmp_path_factory.mktemp("ddp_step")
-    result = torchrun(ROOT / "tests" / "ddp_step.py", out)
+    result = torchrun(ROOT / "tests" / "ddp_step.py", out, data, *DDP_RUN)
     assert result.returncode == 0, result.stderr
-    return {(r, m): torch.load(out / f"rank{r}_{m}.pt", weights_only=True)
-            for r in range(2) for m in ("eval", "train")}
+    found = {(r, m): torch.load(out / f"rank{r}_{m}.pt", weights_only=True)
+             for r in range(2) for m in ("eval", "train")}
+    for r in range(2):
+        found[(r, "refusals")] = json.loads((out / f"rank{r}_refusals.json").read_text())
+    found["run"] = out / "run"
+    return found
 
 
 def single_process(mode):
@@ -56,6 +65,7 @@ def single_process(mode):
     return loss.detach(), {name: p.grad for name, p in model.named_parameters()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["eval", "train"])
 def test_distributed_loss_and_gradients_equal_single_process(ddp_step, mode):
     loss, grads = single_process(mode)
@@ -68,9 +78,6 @@ def test_distributed_loss_and_gradients_equal_single_process(ddp_step, mode):
     assert any(g.abs().max() > 1e-4 for g in grads.values())             # gradients are not all ~0
 
 
-DDP_RUN = ["--epochs", 1, "--eval_epoch", 1, "--device", "cpu", "--batch_size", 32, "--seed", 1]
-
-
 @pytest.fixture(scope="module")
 def ddp_run(data, tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp_run")
@@ -79,12 +86,13 @@ def ddp_run(data, tmp_path_factory):
     return out, result
 
 
+@pytest.mark.slow
 def test_torchrun_trains_evaluates_checkpoints_and_resumes_single_process(data, ddp_run, tmp_path):
     first, result = ddp_run
     out = tmp_path / "ddp"
     shutil.copytree(first, out)
     assert result.stdout.count("epoch 1/1  loss") == 1                  # rank 0 alone prints
-    assert "batch 32, 2 processes of 16" in result.stdout
+    assert "batch 16, 2 processes of 8" in result.stdout
     log = read_log(out)
     assert len(log) == 1 and log[0]["epoch"] == 1 and 0 < log[0]["mAP"] <= 1
     assert sorted(p.name for p in out.iterdir()) == ["best.pth", "last.pth", "log.jsonl"]
@@ -103,31 +111,36 @@ def test_torchrun_trains_evaluates_checkpoints_and_resumes_single_process(data, 
     assert [r["epoch"] for r in read_log(out)] == [1, 2]
 
 
-def test_torchrun_runs_repeat_with_the_same_seed(data, ddp_run, tmp_path):
+@pytest.mark.slow
+def test_torchrun_runs_repeat_with_the_same_seed(ddp_run, ddp_step):
+    """`torchrun main_SPQ.py` in fresh processes, and main_SPQ.main in torchrun processes
+    that ran other work first (tests/ddp_step.py): the same run, the same result."""
     first, _ = ddp_run
-    again = torchrun("main_SPQ.py", "--data_dir", data, "--output_dir", tmp_path, *DDP_RUN)
-    assert again.returncode == 0, again.stderr
-    assert read_log(tmp_path)[0]["loss"] == read_log(first)[0]["loss"]
-    assert_same_weights(tmp_path / "last.pth", first / "last.pth")
+    again = ddp_step["run"]
+    assert read_log(again)[0]["loss"] == read_log(first)[0]["loss"]
+    assert_same_weights(again / "last.pth", first / "last.pth")
 
 
-def test_torchrun_refuses_a_batch_that_does_not_divide(data, tmp_path):
-    result = torchrun("main_SPQ.py", "--data_dir", data, "--output_dir", tmp_path, "--epochs", 1,
-                      "--device", "cpu", "--batch_size", 33)
-    assert result.returncode != 0
-    assert "--batch_size 33 (the global batch) does not divide among 2 processes" in result.stderr
-    assert not (tmp_path / "last.pth").exists()
+@pytest.mark.slow
+def test_torchrun_refuses_a_batch_that_does_not_divide(ddp_step):
+    for rank in range(2):                           # main_SPQ.main in each torchrun process
+        got = ddp_step[(rank, "refusals")]["batch"]
+        assert got["code"] == 1, got
+        assert "--batch_size 33 (the global batch) does not divide among 2 processes" in got["stderr"]
+        assert not got["wrote"]
 
 
-def test_sync_bn_on_the_cpu_is_a_clear_error(data, tmp_path):
-    result = torchrun("main_SPQ.py", "--data_dir", data, "--output_dir", tmp_path, "--epochs", 1,
-                      "--device", "cpu", "--batch_size", 32, "--sync_bn")
-    assert result.returncode != 0
-    assert "--sync_bn needs CUDA devices" in result.stderr
+@pytest.mark.slow
+def test_sync_bn_on_the_cpu_is_a_clear_error(ddp_step):
+    for rank in range(2):
+        got = ddp_step[(rank, "refusals")]["sync_bn"]
+        assert got["code"] == 1, got
+        assert got["stderr"].startswith("error: --sync_bn needs CUDA devices"), got
+        assert not got["wrote"]
 
 
 def test_single_process_ignores_sync_bn(data, tmp_path):
     result = spq("--data_dir", data, "--output_dir", tmp_path, "--epochs", 1, "--eval_epoch", 1,
-                 "--device", "cpu", "--batch_size", 32, "--sync_bn")
+                 *SMALL, "--train_per_class", 2, "--sync_bn")               # 20 images: one step
     assert result.returncode == 0, result.stderr
     assert len(read_log(tmp_path)) == 1
