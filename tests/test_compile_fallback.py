@@ -38,7 +38,7 @@ class FakeCompiled:
 
 def argv(data, out, *extra):
     return [str(a) for a in ("--data_dir", data, "--output_dir", out, "--epochs", 1, "--device", "cpu",
-                             "--batch_size", 8, "--seed", 3, *extra)]
+                             "--batch_size", 8, "--seed", 3, "--input_size", 16, *extra)]
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +53,7 @@ def eager(small, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["forward", "backward", "never"])
 def test_first_step_failure_falls_back_to_the_eager_run(where, small, eager, tmp_path, monkeypatch, capsys):
     made = []

@@ -9,6 +9,10 @@ import main_SPQ
 from conftest import SMALL, assert_same_weights, read_log
 
 
+# 20 training images: one step of 16 an epoch
+FIDELITY = [*SMALL, "--train_per_class", 2]
+
+
 def cli(*argv):
     return main_SPQ.main([str(a) for a in argv])
 
@@ -22,7 +26,7 @@ def bn_stats(path):
 def frozen_one(data, tmp_path_factory):
     """One epoch with --freeze_bn_after_eval, evaluated: a run whose BatchNorm is now frozen."""
     out = tmp_path_factory.mktemp("frozen") / "run"
-    assert cli("--data_dir", data, "--eval_epoch", 1, *SMALL, "--freeze_bn_after_eval",
+    assert cli("--data_dir", data, "--eval_epoch", 1, *FIDELITY, "--freeze_bn_after_eval",
                "--output_dir", out, "--epochs", 1) == 0
     return out
 
@@ -32,8 +36,9 @@ def copy_run(run, to):
     return to
 
 
+@pytest.mark.slow
 def test_freeze_bn_after_eval_trains_in_eval_mode_after_the_first_evaluation(data, frozen_one, tmp_path, capsys):
-    common = ["--data_dir", data, "--eval_epoch", 1, *SMALL, "--freeze_bn_after_eval"]
+    common = ["--data_dir", data, "--eval_epoch", 1, *FIDELITY, "--freeze_bn_after_eval"]
     straight = tmp_path / "straight"
     assert cli(*common, "--output_dir", straight, "--epochs", 2) == 0
     assert "training continues in eval mode" in capsys.readouterr().out
@@ -58,13 +63,14 @@ def test_method_options_are_refused_when_changed_on_resume(data, frozen_one, cap
     ckpt = torch.load(frozen_one / "last.pth", weights_only=True)
     assert ckpt["args"]["augment"] == "authors" and ckpt["args"]["freeze_bn_after_eval"] is True
     for option in [["--freeze_bn_after_eval", "false"], ["--augment", "simclr"]]:
-        code = cli("--data_dir", data, *SMALL, "--output_dir", frozen_one, "--epochs", 2,
+        code = cli("--data_dir", data, *FIDELITY, "--output_dir", frozen_one, "--epochs", 2,
                    "--resume", "auto", *option)
         err = capsys.readouterr().err
         assert code == 1 and f"{option[0]} " in err and "differs from the checkpoint's" in err, err
     assert [r["epoch"] for r in read_log(frozen_one)] == [1]
 
 
+@pytest.mark.slow
 def test_checkpoints_from_before_the_options_resume_with_what_they_trained(data, frozen_one, tmp_path, capsys):
     """A checkpoint written before --augment existed was trained with today's kornia
     pipeline (now `simclr`) and batch statistics: its resumed run keeps both, so its
@@ -74,7 +80,7 @@ def test_checkpoints_from_before_the_options_resume_with_what_they_trained(data,
     del ckpt["args"]["augment"], ckpt["args"]["freeze_bn_after_eval"]
     torch.save(ckpt, out / "last.pth")
     capsys.readouterr()
-    assert cli("--data_dir", data, *SMALL, "--output_dir", out, "--epochs", 2, "--resume", "auto") == 0
+    assert cli("--data_dir", data, *FIDELITY, "--output_dir", out, "--epochs", 2, "--resume", "auto") == 0
     assert "simclr views" in capsys.readouterr().out
     resumed = torch.load(out / "last.pth", weights_only=True)
     assert resumed["args"]["augment"] == "simclr" and resumed["args"]["freeze_bn_after_eval"] is False

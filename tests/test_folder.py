@@ -166,7 +166,7 @@ def test_empty_test_folder_is_an_error(tmp_path):
 
 
 SMALL_FOLDER = ["--dataset", "folder", "--device", "cpu", "--batch_size", "16", "--seed", "1",
-                "--epochs", "1", "--eval_epoch", "1"]
+                "--epochs", "1", "--eval_epoch", "1", "--input_size", "16"]
 
 
 def test_cli_trains_one_epoch_streaming_with_workers_and_evaluates(tree, tmp_path):

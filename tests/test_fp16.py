@@ -92,8 +92,9 @@ def test_without_fp16_the_first_non_finite_loss_stops_the_run():
         epoch(step, 4, scaler)
 
 
+@pytest.mark.slow
 def test_fp16_run_logs_skipped_steps_and_a_resume_restores_the_scaler(tmp_path, monkeypatch, capsys):
-    data = write_cifar10(tmp_path / "cifar", per_batch=2, test=6)      # 10 images: 2 steps of 4
+    data = write_cifar10(tmp_path / "cifar", per_batch=1, test=6)      # 5 images: 2 steps of 2 (fp16 is slow on a CPU)
     real_loss, calls = T.cqc_loss, []
 
     def overflowing_once(*a):
@@ -103,7 +104,7 @@ def test_fp16_run_logs_skipped_steps_and_a_resume_restores_the_scaler(tmp_path, 
     monkeypatch.setattr(T, "cqc_loss", overflowing_once)
     out = tmp_path / "run"
     argv = [str(a) for a in ("--data_dir", data, "--output_dir", out, "--device", "cpu", "--precision",
-                             "fp16", "--batch_size", 4, "--input_size", 16, "--seed", 2, "--eval_epoch", 5)]
+                             "fp16", "--batch_size", 2, "--input_size", 16, "--seed", 2, "--eval_epoch", 5)]
     assert main_SPQ.main(argv + ["--epochs", "1"]) == 0
     first = read_log(out)[0]
     assert first["skipped_steps"] >= 1            # the injected overflow, and any real ones

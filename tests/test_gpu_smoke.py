@@ -18,6 +18,7 @@ def smoke(*argv):
                           env={**os.environ, "PYTHON": sys.executable, "PYTHONUNBUFFERED": "1"})
 
 
+@pytest.mark.slow
 def test_cpu_check_runs_every_step_and_prints_each_json_line():
     result = smoke("--cpu-check")
     assert result.returncode == 0, (result.stdout, result.stderr)
@@ -33,6 +34,7 @@ def test_cpu_check_runs_every_step_and_prints_each_json_line():
                           "ok      eval_speed"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
 def test_without_a_gpu_it_refuses_with_one_line():
     result = smoke()

@@ -111,7 +111,7 @@ def test_missing_file_and_label_count_messages(tmp_path):
 
 
 LIST = ["--dataset", "list", "--num_cls", CLASSES, "--device", "cpu", "--batch_size", "16",
-        "--seed", "3", "--epochs", "1", "--eval_epoch", "1", "--num_workers", "0"]
+        "--seed", "3", "--epochs", "1", "--eval_epoch", "1", "--num_workers", "0", "--input_size", "16"]
 
 
 @pytest.fixture(scope="module")
@@ -137,8 +137,8 @@ def test_map_equals_a_plain_implementation_on_the_same_codes(lists, trained):
     out, _ = trained
     model = SPQ(8, 16, 16, 5.0)
     model.load_state_dict(torch.load(out / "best.pth", weights_only=True)["model"])
-    data = load_lists(root, train, query, None, CLASSES, 32)
-    codes, queries = encode_sets(model, data.train_images, data.test_images, 32)
+    data = load_lists(root, train, query, None, CLASSES, 16)                 # the run's --input_size
+    codes, queries = encode_sets(model, data.train_images, data.test_images, 16)
     plain = map_loops(queries, data.test_labels, codes, data.train_labels, model.codebooks.detach(), 1000)
     assert read_log(out)[0]["mAP"] == pytest.approx(plain, abs=1e-6)
 
