@@ -4,10 +4,11 @@ import shlex
 import sys
 
 from args import explicit_options, parse_args
+from spq import faults
 from spq.distributed import from_environment
 from spq.errors import SPQError, os_error_message
 from spq.interrupt import Interrupted
-from spq.train import run
+from spq.run import run
 
 
 def resume_command(argv, checkpoint: str) -> str:
@@ -26,6 +27,7 @@ def resume_command(argv, checkpoint: str) -> str:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
+    faults.install()        # the crash tests' fault points (SPQ_FAULTS); nothing otherwise
     try:
         return run(args, explicit_options(argv))
     except Interrupted as e:

@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from spq.data import load_cifar10  # noqa: E402
-from spq.evaluation import encode_sets  # noqa: E402
+from spq.cifar10 import load_cifar10  # noqa: E402
+from spq.retrieval import encode_sets  # noqa: E402
 from spq.faiss_export import to_faiss  # noqa: E402
 from spq.index import load_model  # noqa: E402
 from spq.adc import search  # noqa: E402

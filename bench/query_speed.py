@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from spq import adc as A  # noqa: E402
-from spq.checkpoint import atomic_save  # noqa: E402
+from spq.fileio import atomic_save  # noqa: E402
 from spq.index import Index, load_index  # noqa: E402
 
 

@@ -6,11 +6,11 @@
 
 Random CIFAR-shaped uint8 images resident on the device; after `--warmup` steps, times
 `--steps` real updates (both views, model, soft quantization, loss, backward, Adam) of
-spq.train.training_step with --precision and the device's memory layout (channels_last
+spq.step.training_step with --precision and the device's memory layout (channels_last
 on CUDA), then the same for the plain
 step of bench/plain_step.py (fp32, contiguous, per-image augmentation, broadcast loss).
 Images per second count images, not views. `views` times the two views of a batch alone
-(spq.train.make_views) with both pipelines, `authors` and `simclr`, in the same run.
+(spq.step.make_views) with both pipelines, `authors` and `simclr`, in the same run.
 """
 import argparse
 import json
@@ -23,12 +23,12 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "tests"))    # the plain reference step of the tests
 from plain_step import plain_training_step  # noqa: E402
 from spq.augment import make_augmentation  # noqa: E402
 from spq.model import SPQ  # noqa: E402
-from spq.precision import make_scaler, memory_format  # noqa: E402
-from spq.train import make_views, training_step  # noqa: E402
+from spq.device import memory_format  # noqa: E402
+from spq.step import make_scaler, make_views, training_step  # noqa: E402
 
 
 def sync(device):
@@ -66,7 +66,7 @@ def time_views(images, batch_size, steps, device):
         for kind, augment in pipelines.items():
             sync(device)
             t0 = time.perf_counter()
-            make_views(augment, batch)
+            make_views(augment, batch, memory_format(device))
             sync(device)
             if repeat:                      # the first round warms up
                 seconds[kind].append(time.perf_counter() - t0)
@@ -93,7 +93,7 @@ def main():
     model = SPQ().to(device, memory_format=memory_format(device))
     opt = torch.optim.Adam(model.parameters(), lr=3e-4, weight_decay=1e-5)
     scaler = make_scaler(device, a.precision)
-    fast = measure(lambda b: training_step(model, augment, b, opt, scaler, 0.5, a.precision),
+    fast = measure(lambda b: training_step(model, augment, b, opt, scaler, 0.5, a.precision, memory_format(device)),
                    images, a.batch_size, a.steps, a.warmup, device)
 
     model = SPQ().to(device)

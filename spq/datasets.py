@@ -11,7 +11,8 @@ spq.index build` streams one (`spq.data.Split.batches`).
 from pathlib import Path
 from typing import Dict
 
-from .data import FOLDER, ImageSet, Split, cifar10_splits, decode_dataset
+from .cifar10 import FOLDER, cifar10_splits
+from .imageset import ImageSet, Split, decode_dataset
 from .errors import SPQError
 from .folder import open_folder
 from .lists import open_lists

@@ -15,7 +15,7 @@ averages over the W ranks: the update equals a single process's on the global ba
 BatchNorm statistics stay per rank unless `--sync_bn` (as DDP does by default).
 """
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, List, Optional, TypeVar
 
 import torch
@@ -28,19 +28,18 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class World:
-    """Where this process stands: its rank, the number of processes, its rank on its node."""
+    """Where this process stands: its rank, the number of processes, its rank on its node;
+    `distributed` (more than one process) and `main` (rank 0: this process prints, logs
+    and writes checkpoints) follow from them."""
     rank: int = 0
     size: int = 1
     local_rank: int = 0
+    distributed: bool = field(init=False)
+    main: bool = field(init=False)
 
-    @property
-    def distributed(self) -> bool:
-        return self.size > 1
-
-    @property
-    def main(self) -> bool:
-        """Whether this process prints, logs and writes checkpoints (rank 0)."""
-        return self.rank == 0
+    def __post_init__(self):
+        object.__setattr__(self, "distributed", self.size > 1)
+        object.__setattr__(self, "main", self.rank == 0)
 
 
 def from_environment() -> World:
@@ -60,6 +59,16 @@ def init(world: World, device: torch.device) -> None:
             torch.cuda.set_device(device)
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend, rank=world.rank, world_size=world.size)
+
+
+def wrap_ddp(model: torch.nn.Module, world: World, device: torch.device,
+             sync_bn: bool) -> torch.nn.parallel.DistributedDataParallel:
+    """The DistributedDataParallel wrapper that runs the CNN under torchrun; with `sync_bn`,
+    the BatchNorm layers of `model.features` first become SyncBatchNorm."""
+    if sync_bn:
+        model.features = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model.features)
+    return torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def shutdown() -> None:

@@ -1,29 +1,35 @@
-"""Deterministic fault injection for tests: make a run fail at a named point, not at a time.
+"""Deterministic fault injection for the crash tests: make a run fail at a named point,
+not at a time. Nothing in the product calls it: `install()`, at the start of a command,
+wraps two of the product's functions when faults are asked for, and changes nothing when
+they are not.
 
 The environment variable SPQ_FAULTS lists faults as `POINT[#N]=ACTION` separated by `;`:
-the N-th time (1-based, default 1) this process reaches `hit(POINT)`, ACTION happens.
-Actions: `kill` (SIGKILL to this process: no cleanup, as a crash or an OOM killer),
-`sigint` / `sigterm` (the signal to this process: a graceful stop request), `enospc`
-(an OSError "No space left on device", as a full disk).
+the N-th time (1-based, default 1) this process reaches POINT, ACTION happens. Points:
+`step`, after each training step (`spq.step.training_step`); `write:NAME`, halfway
+through writing the bytes of a file named NAME (`spq.fileio.write_all`: checkpoints,
+log.jsonl, retrieval.json, pictures). Actions: `kill` (SIGKILL to this process: no
+cleanup, as a crash or an OOM killer), `sigint` / `sigterm` (the signal to this process:
+a graceful stop request), `enospc` (an OSError "No space left on device", as a full disk).
 
-Example: SPQ_FAULTS="step#8=sigterm" stops a run after its 8th training step,
-SPQ_FAULTS="step#3=kill" kills it there. Unset, `hit` costs a dictionary lookup.
-`arm()` (called at the start of every run) rereads the variable and zeroes the counts,
-so in-process tests can run several times with different faults.
+Example: SPQ_FAULTS="step#8=sigterm" stops a run after its 8th training step;
+SPQ_FAULTS="write:last.pth#2=kill" kills it inside the second write of last.pth.
 """
 import errno
+import functools
 import os
 import signal
+from pathlib import Path
 from typing import Dict, Tuple
 
 ACTIONS = ("kill", "sigint", "sigterm", "enospc")
 
 _faults: Dict[Tuple[str, int], str] = {}
 _counts: Dict[str, int] = {}
+_installed = False
 
 
 def parse(spec: str) -> Dict[Tuple[str, int], str]:
-    """'step#8=sigterm;save=kill' -> {('step', 8): 'sigterm', ('save', 1): 'kill'};
+    """'step#8=sigterm;write:a=kill' -> {('step', 8): 'sigterm', ('write:a', 1): 'kill'};
     ValueError naming the bad entry."""
     faults = {}
     for entry in filter(None, (e.strip() for e in spec.split(";"))):
@@ -57,4 +63,33 @@ def hit(point: str) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), f"(injected at {point}#{n})")
 
 
-arm()
+def install() -> None:
+    """Arm the faults SPQ_FAULTS asks for; the first time any are asked for, wrap the
+    product's functions that reach the points (they stay wrapped, and cost nothing while
+    no fault is armed)."""
+    global _installed
+    arm()
+    if _installed or not _faults:
+        return
+    from . import fileio, step
+
+    write_all = fileio.write_all
+
+    @functools.wraps(write_all)
+    def write_in_halves(f, data, path):
+        view = memoryview(data)
+        write_all(f, view[:len(view) // 2], path)
+        f.flush()
+        hit(f"write:{Path(path).name}")
+        write_all(f, view[len(view) // 2:], path)
+
+    training_step = step.training_step
+
+    @functools.wraps(training_step)
+    def step_then_hit(*args, **kwargs):
+        loss = training_step(*args, **kwargs)
+        hit("step")
+        return loss
+
+    fileio.write_all, step.training_step = write_in_halves, step_then_hit
+    _installed = True

@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from .data import ImageSet, Split, decode_dataset
+from .imageset import ImageSet, Split, decode_dataset
 from .errors import SPQError
 from .images import IMAGE_EXTENSIONS, find_images
 

@@ -10,7 +10,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .checkpoint import atomic_write
+from .fileio import atomic_write
 
 FRAME = 3
 GAP = 4

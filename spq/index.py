@@ -35,18 +35,20 @@ import torch
 from tqdm import tqdm
 
 from .adc import DISTANCES, result_distances, search
-from .checkpoint import atomic_save, load_checkpoint, load_state, read_tagged
-from .data import Split, load_cifar10
+from .checkpoint import load_checkpoint, load_state
+from .cifar10 import load_cifar10
 from .datasets import gallery_split, open_dataset
+from .device import memory_format, resolve_device
 from .errors import SPQError, exit_status
-from .evaluation import describe
+from .fileio import atomic_save, read_tagged
 from .grid import QUERY, result_colour, save_grid
-from .lists import outside
+from .imageset import Split
 from .images import decode
-from .model import SPQ
+from .lists import outside
+from .model import SPQ, build_model
+from .options import HelpFormatter, add_dataset_options, check_dataset_options
 from .quantization import code_bits, code_dtype, encode
-from .train import build_model, resolve_device
-from args import HelpFormatter, add_dataset_options, check_dataset_options
+from .retrieval import describe
 
 FORMAT = "spq-index"
 VERSION = 1
@@ -139,7 +141,7 @@ def load_index(path) -> Index:
 def load_model(checkpoint, device: torch.device) -> Tuple[SPQ, Dict]:
     """The checkpoint's network on `device` in eval mode, and the checkpoint."""
     ckpt = load_checkpoint(checkpoint)
-    model = build_model(argparse.Namespace(**ckpt["args"]), device)
+    model = build_model(argparse.Namespace(**ckpt["args"])).to(device, memory_format=memory_format(device))
     load_state(model, ckpt["model"], "model", checkpoint)
     return model.eval(), ckpt
 

@@ -21,7 +21,7 @@ from typing import Dict, List, Optional
 
 import torch
 
-from .data import ImageSet, Split, decode_dataset
+from .imageset import ImageSet, Split, decode_dataset
 from .errors import SPQError
 
 

@@ -1,8 +1,14 @@
-"""The SPQ network: a CIFAR ResNet-18 feature extractor and a product-quantization head."""
+"""The SPQ network: a CIFAR ResNet-18 feature extractor and a product-quantization head,
+and the arithmetic its forward pass runs in."""
+import contextlib
+
 import torch
 from torch import nn
 
 from .quantization import code_bits, soft_quantize
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class BasicBlock(nn.Module):
@@ -80,3 +86,17 @@ class SPQ(nn.Module):
 
     def quantize(self, x: torch.Tensor) -> torch.Tensor:
         return soft_quantize(x, self.codebooks, self.tau_q)
+
+
+def build_model(options) -> SPQ:
+    """The SPQ network the options describe (N_books, N_words, L_word,
+    soft_quantization_scale), on the CPU."""
+    return SPQ(options.N_books, options.N_words, options.L_word, options.soft_quantization_scale)
+
+
+def autocast(device: torch.device, precision: str):
+    """The context the CNN runs in under --precision: nothing for fp32, bf16 or fp16
+    autocast otherwise (soft quantization and the loss run in fp32 after it)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=_AUTOCAST_DTYPES[precision])

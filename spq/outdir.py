@@ -6,17 +6,15 @@ resume `restore_record` makes log.jsonl and best.pth agree with it whatever mome
 crash or a full disk interrupted (docs/crash-safety.md gives the order of writes).
 """
 import fcntl
-import json
 import os
 import socket
 import sys
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
-from . import faults
-from .checkpoint import (atomic_save, atomic_write_bytes, model_only, read_tagged,
-                         remove_stale_temp_files, write_error, FORMAT, VERSION)
+from .checkpoint import FORMAT, VERSION, model_only
 from .errors import SPQError
+from .fileio import atomic_save, atomic_write_bytes, jsonl_bytes, read_tagged, remove_stale_temp_files
 
 LOCK = ".spq.lock"
 LOG = "log.jsonl"
@@ -93,49 +91,6 @@ def clean(folder) -> List[Path]:
     return remove_stale_temp_files(folder, RECORD)
 
 
-def read_rows(path) -> List[Dict]:
-    """The rows of a log.jsonl (a torn last line, as a crash leaves it, is dropped)."""
-    rows = []
-    try:
-        lines = Path(path).read_text().splitlines()
-    except (OSError, UnicodeDecodeError):
-        return rows
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
-
-
-def encode_rows(rows: List[Dict]) -> bytes:
-    return "".join(json.dumps(row) + "\n" for row in rows).encode()
-
-
-def append_row(path, row: Dict, remedy: str = "") -> None:
-    """Append one JSON line to the log and flush it to disk. The fault point "log_append"
-    lies after the first half of the line is written. A failed write (a full disk) cuts
-    the file back to its previous length and raises `write_error`."""
-    line = encode_rows([row])
-    with open(path, "ab") as f:
-        size = f.tell()
-        try:
-            f.write(line[:len(line) // 2])
-            f.flush()
-            faults.hit("log_append")
-            f.write(line[len(line) // 2:])
-            f.flush()
-            os.fsync(f.fileno())
-        except OSError as e:
-            try:
-                f.truncate(size)
-            except OSError:
-                pass                    # the torn line is dropped on resume
-            raise write_error(path, e, len(line), remedy) from None
-
-
 def restore_record(out: Path, ckpt: Dict, rows: List[Dict], say: Callable = print,
                    remedy: str = "") -> None:
     """Make OUTPUT_DIR's log.jsonl hold exactly `rows` (the checkpoint's), and write best.pth
@@ -143,7 +98,7 @@ def restore_record(out: Path, ckpt: Dict, rows: List[Dict], say: Callable = prin
     hold it (a crash came between the writes of last.pth and best.pth)."""
     log = out / LOG
     current = log.read_bytes() if log.is_file() else b""
-    wanted = encode_rows(rows)
+    wanted = jsonl_bytes(rows)
     if current != wanted:
         atomic_write_bytes(log, wanted, remedy)
         say(f"resume: {log} now holds the checkpoint's {len(rows)} epoch row(s)")

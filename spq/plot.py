@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List
 
-from .checkpoint import atomic_write
+from .fileio import atomic_write
 from .errors import SPQError, exit_status
 
 DPI = 110

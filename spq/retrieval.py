@@ -1,8 +1,10 @@
-"""Retrieval metrics under the ADC ranking: mAP, precision@k, precision-recall.
+"""Retrieval with a trained model, and how well it retrieves.
 
-Each query ranks the gallery by asymmetric distance (see `spq.adc`; `distance`
-"euclidean", the paper's, or "squared", FAISS's), ties by gallery index. An item is
-relevant to a query when they share a label: class indices (N,) or multi-hot rows (N, C).
+The gallery is stored as codes and each query keeps its real-valued descriptor
+(`encode_sets`); each query ranks the gallery by asymmetric distance (`spq.adc.search`;
+`distance` "euclidean", the paper's, or "squared", FAISS's), ties by gallery index. An
+item is relevant to a query when they share a label: class indices (N,) or multi-hot
+rows (N, C).
 - AP@n of a query: the mean, over the relevant items among its first n results, of the
   precision at each one's rank (0 when none is there); mAP@n averages it over queries.
   n = None means the whole gallery.
@@ -11,11 +13,90 @@ relevant to a query when they share a label: class indices (N,) or multi-hot row
   the first n over all relevant items in the gallery), averaged over queries (recall
   over the queries that have at least one relevant item).
 """
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 
 from .adc import search
+from .distributed import World, gather_shards, on_main, shard, share_buffers
+from .model import SPQ
+from .quantization import encode
+
+
+def measure_map(model: SPQ, gallery_images: torch.Tensor, gallery_labels: torch.Tensor,
+                query_images: torch.Tensor, query_labels: torch.Tensor, input_size: int,
+                top_k: Optional[int] = 1000, distance: str = "euclidean",
+                world: World = World(), batch_size: int = 256) -> float:
+    """mAP@top_k of the model: gallery stored as codes, queries as descriptors (ADC).
+
+    With several processes, every one encodes its shard, rank 0 alone ranks, and every
+    process receives the mAP."""
+    codes, queries = encode_sets(model, gallery_images, query_images, input_size, batch_size, world)
+
+    def score():
+        return mean_average_precision(queries, query_labels, codes, gallery_labels,
+                                      model.codebooks.detach(), top_k, distance)
+    return on_main(world, score) if world.distributed else score()
+
+
+def measure_all(model: SPQ, gallery_images: torch.Tensor, gallery_labels: torch.Tensor,
+                query_images: torch.Tensor, query_labels: torch.Tensor, input_size: int,
+                top_k: Optional[int] = 1000, distance: str = "euclidean",
+                world: World = World(), batch_size: int = 256) -> Dict[str, object]:
+    """Every metric of `retrieval_metrics` for the model (sharded as `measure_map`)."""
+    codes, queries = encode_sets(model, gallery_images, query_images, input_size, batch_size, world)
+
+    def score():
+        return retrieval_metrics(queries, query_labels, codes, gallery_labels,
+                                 model.codebooks.detach(), top_k, distance=distance)
+    return on_main(world, score) if world.distributed else score()
+
+
+@torch.no_grad()
+def encode_sets(model: SPQ, gallery_images: torch.Tensor, query_images: torch.Tensor,
+                input_size: int, batch_size: int = 256,
+                world: World = World()) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Gallery codes (G, M) and query descriptors (Q, M*L), encoded in eval mode.
+
+    With several processes (`world`), each describes its shard of the images with rank
+    0's BatchNorm statistics, and every process receives all descriptors. The model is
+    returned to the mode it was in.
+    """
+    def describe_all(images):
+        if not world.distributed:
+            return describe(model, images, input_size, batch_size)
+        part = describe(model, images[shard(len(images), world)], input_size, batch_size)
+        return gather_shards(part, len(images), world)
+
+    if world.distributed:
+        share_buffers(model, world)
+    was_training = model.training
+    model.eval()
+    try:
+        codes = encode(describe_all(gallery_images), model.codebooks)
+        return codes, describe_all(query_images)
+    finally:
+        model.train(was_training)
+
+
+@torch.no_grad()
+def describe(model: SPQ, images: torch.Tensor, input_size: int, batch_size: int = 256) -> torch.Tensor:
+    """Descriptors x of uint8 images (N, 3, H, W), without augmentation -> (N, M*L) float32.
+
+    Images not already input_size x input_size are resized bilinearly (antialiased).
+    Runs in the model's current mode (call it in eval mode), on the model's device.
+    """
+    device = model.codebooks.device
+    out = []
+    for chunk in images.split(batch_size):
+        x = chunk.to(device, non_blocking=True).float().div_(255)        # (b, 3, H, W) in [0, 1]
+        if x.shape[-2:] != (input_size, input_size):
+            x = F.interpolate(x, size=(input_size, input_size), mode="bilinear",
+                              antialias=True, align_corners=False)
+        out.append(model(x).float())                                      # (b, M*L)
+    return torch.cat(out)
+
 
 def recall_cutoffs(num_items: int) -> List[int]:
     """The documented cut-offs 1, 2, 5, 10, 20, 50, ... (below num_items), then num_items."""

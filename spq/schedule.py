@@ -4,6 +4,7 @@ import torch
 # The authors' loop counts epochs from 0 and steps its scheduler after each epoch >= 10, so
 # their first 11 epochs (1-based 1..11) run at the base LR.
 AUTHORS_CONSTANT_EPOCHS = 11
+SCHEDULES = ("authors", "cosine", "constant")
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, kind: str, steps_per_epoch: int,

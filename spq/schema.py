@@ -4,7 +4,7 @@
 can still hold values that crash or exhaust the program later (a random-state record
 without its keys, N_books = 10**6). `check_checkpoint` refuses such a file with one
 line naming the part. The stored options are checked against the command-line parser
-of args.py (types, choices, and its value rules `args._check`), so every option the
+of spq/options.py (types, choices, and its value rules `options._check`), so every option the
 parser knows is covered, including ones added later; options a checkpoint lacks (it was
 written before they existed) are checked at their defaults and are not required.
 Stored options the parser does not know are ignored (nothing reads them), provided they
@@ -17,6 +17,7 @@ from typing import Any, Dict, Optional
 
 import torch
 
+from . import options
 from .errors import SPQError
 
 MAX_EPOCHS = 10 ** 7
@@ -29,7 +30,7 @@ class _Refusal(Exception):
 
 
 class _Raising(argparse.ArgumentParser):
-    """A parser whose error() raises instead of exiting, to run args._check on stored values."""
+    """A parser whose error() raises instead of exiting, to run options._check on stored values."""
     def error(self, message):
         raise _Refusal(message)
 
@@ -73,7 +74,6 @@ def _single_problem(action: argparse.Action, value) -> Optional[str]:
 
 def check_options(saved: Any) -> Optional[str]:
     """What is wrong with a checkpoint's stored options (a dict), or None."""
-    import args as options                   # args.py, beside this package
     if not isinstance(saved, dict) or not all(isinstance(k, str) for k in saved):
         return "its options are not a dictionary of names"
     parser = options.get_args_parser()

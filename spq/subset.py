@@ -3,7 +3,7 @@ from typing import Optional
 
 import torch
 
-from .data import ImageSet
+from .imageset import ImageSet
 from .errors import SPQError
 
 

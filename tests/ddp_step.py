@@ -26,7 +26,8 @@ import torch
 import main_SPQ
 from spq.distributed import from_environment, gather_rows, init, shard, shutdown
 from spq.model import SPQ
-from spq.train import distribute, loss_on_views
+from spq.distributed import wrap_ddp
+from spq.step import loss_on_views
 
 GLOBAL_BATCH = 8
 TEMPERATURE = 0.5
@@ -67,7 +68,7 @@ def main(out: Path, data: str, run_options) -> int:
         rows = shard(GLOBAL_BATCH, world)
         for mode in ("eval", "train"):
             model = fresh_model().train(mode == "train")
-            ddp = distribute(model, world, device, sync_bn=False)
+            ddp = wrap_ddp(model, world, device, sync_bn=False)
             loss = loss_on_views(model, view_a[rows], view_b[rows], TEMPERATURE, "fp32", ddp, gather_rows)
             loss.backward()
             grads = {name: p.grad for name, p in model.named_parameters()}

@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from spq.checkpoint import FORMAT, VERSION, atomic_save, load_checkpoint
+from spq.checkpoint import FORMAT, VERSION, load_checkpoint
+from spq.fileio import atomic_save
 from spq.errors import SPQError
 
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from conftest import SMALL, assert_clean_failure, assert_same_weights, read_log, spq
-from spq.data import load_cifar10
-from spq.evaluation import encode_sets
+from spq.cifar10 import load_cifar10
+from spq.retrieval import encode_sets
 from spq.index import load_model
 from spq.retrieval import mean_average_precision
 

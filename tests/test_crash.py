@@ -13,7 +13,8 @@ import torch
 import main_SPQ
 from cifar_fixture import write_cifar10
 from conftest import SMALL, assert_same_weights, read_log, spq, spq_process
-from spq.checkpoint import atomic_save, load_checkpoint
+from spq.checkpoint import load_checkpoint
+from spq.fileio import atomic_save
 from spq.errors import SPQError
 from spq.outdir import LOCK, OutputLock, clean
 
@@ -55,16 +56,19 @@ def test_kill_at_each_write_then_resume_matches_an_uninterrupted_run(tiny, tmp_p
     data, out, straight = tiny, tmp_path / "run", tmp_path / "straight"
     result = cli(data, straight)
     assert result.returncode == 0, result.stderr
-    # epoch 1 is the best so far: killed after last.pth, before best.pth and the log line
-    killed(killed_run(data, out, faults="between_saves#1=kill"))
+    # epoch 1 is the best so far: killed inside best.pth's write, after last.pth, before the log line
+    killed(killed_run(data, out, faults="write:best.pth#1=kill"))
     assert epoch_of(out / "last.pth") == 1 and not (out / "best.pth").exists()
     assert not (out / "log.jsonl").exists()
-    # the resume writes best.pth and the log row of epoch 1, then dies inside last.pth of epoch 2
-    killed(killed_run(data, out, "--resume", "auto", faults="save:last.pth#1=kill"))
+    # the resume removes best.pth's temporary file, writes best.pth and the log row of epoch 1,
+    # then dies inside last.pth of epoch 2
+    result = killed_run(data, out, "--resume", "auto", faults="write:last.pth#1=kill")
+    killed(result)
+    assert "removed" in result.stderr and ".best.pth.tmp" in result.stderr
     assert [r["epoch"] for r in read_log(out)] == [1] and epoch_of(out / "best.pth") == 1
     assert epoch_of(out / "last.pth") == 1 and len(temp_files(out)) == 1
     # the next removes that temporary file, then dies inside the log line of epoch 2
-    result = killed_run(data, out, "--resume", "auto", faults="log_append#1=kill")
+    result = killed_run(data, out, "--resume", "auto", faults="write:log.jsonl#1=kill")
     killed(result)
     assert "removed" in result.stderr and temp_files(out) == []
     assert epoch_of(out / "last.pth") == 2
@@ -86,7 +90,7 @@ def test_kill_at_each_write_then_resume_matches_an_uninterrupted_run(tiny, tmp_p
 def test_full_disk_is_one_line_and_resume_restores_the_record(tiny, tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
     argv = [str(a) for a in ["--data_dir", tiny, "--output_dir", out, "--epochs", 1, *TINY]]
-    monkeypatch.setenv("SPQ_FAULTS", "save:best.pth#1=enospc")
+    monkeypatch.setenv("SPQ_FAULTS", "write:best.pth#1=enospc")
     assert main_SPQ.main(argv) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
@@ -123,9 +127,9 @@ def test_a_real_write_failure_is_one_line_not_a_traceback(tiny, tmp_path, file_s
 
 
 def test_the_space_a_failed_checkpoint_needs(tmp_path, monkeypatch):
-    monkeypatch.setenv("SPQ_FAULTS", "save:c.pth=enospc")
+    monkeypatch.setenv("SPQ_FAULTS", "write:c.pth=enospc")
     from spq import faults
-    faults.arm()
+    faults.install()
     obj = {"w": torch.zeros(3 * 2 ** 18)}                     # 3 MiB of float32
     with pytest.raises(SPQError, match=r"this file needs 3\.0 MiB"):
         atomic_save(obj, tmp_path / "c.pth")
@@ -247,7 +251,7 @@ def test_the_lock_removes_only_the_empty_folders_it_made(tmp_path):
 
 
 def test_options_added_to_the_parser_are_checked_too(monkeypatch):
-    import args as options
+    from spq import options
     from spq.schema import check_options
     real = options.get_args_parser
 

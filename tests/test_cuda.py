@@ -26,11 +26,12 @@ from cifar_fixture import write_cifar10  # noqa: E402
 from conftest import read_log  # noqa: E402
 from folder_fixture import write_folder  # noqa: E402
 from spq.augment import make_augmentation  # noqa: E402
-from spq.data import CLASSES, load_cifar10  # noqa: E402
+from spq.cifar10 import CLASSES, load_cifar10  # noqa: E402
 from spq.index import load_index, main as index_main  # noqa: E402
 from spq.model import SPQ  # noqa: E402
-from spq.precision import make_scaler  # noqa: E402
-from spq.train import build_model, fetch_batch, make_views, training_step  # noqa: E402
+from spq.device import memory_format  # noqa: E402
+from spq.model import build_model  # noqa: E402
+from spq.step import fetch_batch, make_scaler, make_views, training_step  # noqa: E402
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(),
@@ -102,7 +103,7 @@ def test_bf16_and_fp16_steps_update_the_model(precision):
     images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8, device=CUDA)
     for _ in range(30):          # fp16: the scaler skips steps until its scale stops overflowing
         scale = scaler.get_scale() if scaler.is_enabled() else None
-        loss = training_step(model, augment, images, opt, scaler, 0.5, precision)
+        loss = training_step(model, augment, images, opt, scaler, 0.5, precision, torch.channels_last)
         if scale is None or scaler.get_scale() == scale:
             break                # a step that was not skipped
     else:
@@ -114,11 +115,11 @@ def test_bf16_and_fp16_steps_update_the_model(precision):
 
 def test_channels_last_is_used_on_cuda():
     args = Namespace(N_books=8, N_words=16, L_word=16, soft_quantization_scale=5.0)
-    model = build_model(args, CUDA)
+    model = build_model(args).to(CUDA, memory_format=memory_format(CUDA))
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     assert convs and all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
     images = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8, device=CUDA)
-    va, vb = make_views(make_augmentation(32).to(CUDA), images)
+    va, vb = make_views(make_augmentation(32).to(CUDA), images, memory_format(CUDA))
     assert va.is_contiguous(memory_format=torch.channels_last) and vb.is_contiguous(memory_format=torch.channels_last)
 
 

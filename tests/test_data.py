@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-import spq.data as D
+import spq.cifar10 as D
 from cifar_fixture import write_cifar10
 from spq.errors import SPQError
 

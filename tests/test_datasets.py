@@ -8,17 +8,18 @@ import torch
 from args import get_args_parser, parse_args
 from cifar_fixture import write_cifar10
 from folder_fixture import write_folder
-from spq.checkpoint import atomic_save
-from spq.data import load_cifar10
+from spq.fileio import atomic_save
+from spq.cifar10 import load_cifar10
 from spq.datasets import KINDS, load_data, open_dataset
-from spq.evaluation import describe
+from spq.retrieval import describe
 from spq.images import CHUNK
 from spq.folder import load_folder
 from spq.index import get_args_parser as index_parser, load_index, main as index_main
 from spq.lists import load_lists
 from spq.quantization import code_bits, encode, word_bits
 from spq.schedule import make_scheduler
-from spq.train import TrainingState, build_model
+from spq.fit import TrainingState
+from spq.model import build_model
 from test_lists import CLASSES as LIST_CLASSES, write_lists
 
 
@@ -90,7 +91,7 @@ def checkpoint(tmp_path_factory):
     """A checkpoint of an untrained model (seeded), written as training writes them."""
     args = options("--output_dir", tmp_path_factory.mktemp("ckpt"))
     torch.manual_seed(0)
-    model = build_model(args, torch.device("cpu"))
+    model = build_model(args)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     state = TrainingState(optimizer, make_scheduler(optimizer, args.lr_schedule, 1, args.epochs),
                           torch.amp.GradScaler("cpu", enabled=False), torch.Generator().manual_seed(0),

@@ -13,7 +13,7 @@ from conftest import ROOT, SMALL, assert_same_weights, read_log, spq
 from ddp_step import GLOBAL_BATCH, TEMPERATURE, fixed_views, fresh_model
 from spq.distributed import World, shard
 from spq.loss import cqc_loss
-from spq.train import loss_on_views
+from spq.step import loss_on_views
 
 
 def torchrun(*argv, nproc=2):

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 import main_SPQ
-import spq.data
+import spq.cifar10
 from args import parse_args
 from cifar_fixture import write_cifar10
-from spq.data import FOLDER, load_cifar10
+from spq.cifar10 import FOLDER, load_cifar10
 from spq.errors import SPQError
-from spq.train import load_data
+from spq.datasets import load_data
 
 ARCHIVE = "cifar-10-python.tar.gz"
 
@@ -40,8 +40,8 @@ def server(tmp_path, monkeypatch):
     thread.start()
     for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(spq.data, "ARCHIVE_URL", f"http://127.0.0.1:{httpd.server_address[1]}/{ARCHIVE}")
-    monkeypatch.setattr(spq.data, "ARCHIVE_MD5", hashlib.md5((served / ARCHIVE).read_bytes()).hexdigest())
+    monkeypatch.setattr(spq.cifar10, "ARCHIVE_URL", f"http://127.0.0.1:{httpd.server_address[1]}/{ARCHIVE}")
+    monkeypatch.setattr(spq.cifar10, "ARCHIVE_MD5", hashlib.md5((served / ARCHIVE).read_bytes()).hexdigest())
     yield source, served
     httpd.shutdown()
     httpd.server_close()
@@ -63,7 +63,7 @@ def test_if_download_fetches_verifies_unpacks_and_loads(server, tmp_path):
 
 @pytest.mark.parametrize("exists", [False, True])
 def test_bad_checksum_leaves_no_archive_and_no_empty_folder(server, tmp_path, monkeypatch, capsys, exists):
-    monkeypatch.setattr(spq.data, "ARCHIVE_MD5", "0" * 32)
+    monkeypatch.setattr(spq.cifar10, "ARCHIVE_MD5", "0" * 32)
     data_dir = tmp_path / "data"
     if exists:
         data_dir.mkdir()
@@ -80,7 +80,7 @@ def test_bad_checksum_leaves_no_archive_and_no_empty_folder(server, tmp_path, mo
 
 
 def test_missing_archive_on_the_server_is_a_clean_error(server, tmp_path, monkeypatch):
-    monkeypatch.setattr(spq.data, "ARCHIVE_URL", spq.data.ARCHIVE_URL.replace(ARCHIVE, "missing.tar.gz"))
+    monkeypatch.setattr(spq.cifar10, "ARCHIVE_URL", spq.cifar10.ARCHIVE_URL.replace(ARCHIVE, "missing.tar.gz"))
     data_dir = tmp_path / "data"
     with pytest.raises(SPQError, match="HTTP Error 404"):
         load_cifar10(str(data_dir), download=True)

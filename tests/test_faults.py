@@ -1,11 +1,14 @@
-"""The test-only fault injector: parsing, counting, and each action."""
+"""The test-only fault injector: parsing, counting, each action, and its two wrapped points."""
 import errno
-import os
 import signal
 
 import pytest
+import torch
 
+import spq.fileio
+import spq.step
 from spq import faults
+from spq.model import SPQ
 
 
 def test_parse():
@@ -45,3 +48,35 @@ def test_signal_action(monkeypatch):
         signal.signal(signal.SIGTERM, previous)
         monkeypatch.delenv("SPQ_FAULTS")
         faults.arm()
+
+
+def test_install_wraps_the_writes_and_the_step_only_when_asked(monkeypatch, tmp_path):
+    monkeypatch.delenv("SPQ_FAULTS", raising=False)
+    faults.install()
+    if not faults._installed:                    # nothing asked: nothing wrapped
+        assert not hasattr(spq.fileio.write_all, "__wrapped__")
+        assert not hasattr(spq.step.training_step, "__wrapped__")
+    monkeypatch.setenv("SPQ_FAULTS", "write:x.bin#2=enospc")
+    faults.install()
+    target = tmp_path / "x.bin"
+    spq.fileio.atomic_write_bytes(target, b"0123456789")          # the first write passes
+    assert target.read_bytes() == b"0123456789"
+    with open(tmp_path / "seen", "wb") as f:                      # the second fails halfway
+        with pytest.raises(OSError) as e:
+            spq.fileio.write_all(f, b"abcdefgh", target)
+    assert e.value.errno == errno.ENOSPC and (tmp_path / "seen").read_bytes() == b"abcd"
+    monkeypatch.setenv("SPQ_FAULTS", "step#1=enospc")
+    faults.install()
+    torch.manual_seed(0)
+    model = SPQ(2, 4, 4)
+    before = model.head.weight.detach().clone()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    images = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8)
+    with pytest.raises(OSError):                                  # after the step's own work
+        spq.step.training_step(model, torch.nn.Identity(), images, optimizer,
+                               spq.step.make_scaler(torch.device("cpu"), "fp32"), 0.5)
+    assert not torch.equal(model.head.weight, before)
+    monkeypatch.delenv("SPQ_FAULTS")
+    faults.install()
+    spq.fileio.atomic_write_bytes(target, b"after")               # disarmed: writes pass
+    assert target.read_bytes() == b"after"

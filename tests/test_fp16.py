@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import main_SPQ
-import spq.train as T
+import spq.step as T
 from cifar_fixture import write_cifar10
 from conftest import read_log
 from spq.errors import SPQError
@@ -55,7 +55,7 @@ def epoch(step, steps, scaler):
                            generator=torch.Generator().manual_seed(1))
     shuffle = torch.Generator().manual_seed(0)
     progress = T.EpochProgress(1, shuffle.get_state())
-    finished = T.train_one_epoch(step, images, 2, shuffle, progress, 1, StopRequest(), scaler=scaler)
+    finished = T.epoch_steps(step, images, 2, shuffle, progress, 1, StopRequest(), scaler=scaler)
     return finished, progress
 
 

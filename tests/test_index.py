@@ -14,9 +14,9 @@ from PIL import Image
 import spq.adc as A
 from conftest import ROOT, SMALL, assert_clean_failure, index_cli, spq
 from folder_fixture import write_folder
-from spq.data import CLASSES, load_cifar10
+from spq.cifar10 import CLASSES, load_cifar10
 from spq.errors import SPQError
-from spq.evaluation import describe
+from spq.retrieval import describe
 from spq.faiss_export import pack_codes, to_faiss
 from spq.folder import load_folder
 from spq.grid import OTHER, SAME, grid_size, FRAME, GAP, SEPARATOR

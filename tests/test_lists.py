@@ -10,7 +10,7 @@ from PIL import Image
 from conftest import assert_clean_failure, read_log, spq
 from folder_fixture import picture, write_folder
 from spq.errors import SPQError
-from spq.evaluation import encode_sets
+from spq.retrieval import encode_sets
 from spq.folder import load_folder
 from spq.images import find_images
 from spq.lists import load_lists, read_list

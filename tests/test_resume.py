@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import main_SPQ
-import spq.train
+import spq.step
 from spq import faults
 from cifar_fixture import write_cifar10
 from conftest import SMALL, assert_clean_failure, assert_same_weights, read_log, spq as run_cli, spq_process
@@ -69,14 +69,14 @@ def test_resume_auto_starts_fresh_then_continues(data, tmp_path):
 
 @pytest.mark.slow
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(data, tmp_path, monkeypatch, capsys):
-    real_loss, calls = spq.train.cqc_loss, []
+    real_loss, calls = spq.step.cqc_loss, []
 
     def loss_that_breaks(*a):
         calls.append(1)
         value = real_loss(*a)
         return value * float("nan") if len(calls) == 3 + 2 else value   # epoch 2, step 2
 
-    monkeypatch.setattr(spq.train, "cqc_loss", loss_that_breaks)
+    monkeypatch.setattr(spq.step, "cqc_loss", loss_that_breaks)
     out = tmp_path / "run"
     argv = ["--data_dir", data, "--output_dir", out, "--epochs", 2, "--eval_epoch", 5, *SMALL]
     code = main_SPQ.main([str(a) for a in argv])

@@ -9,8 +9,9 @@ import torch
 import main_SPQ
 from args import explicit_options, get_args_parser, parse_args
 from conftest import SMALL, read_log
-from spq.checkpoint import merge_args
-from spq.data import ImageSet, load_cifar10
+from spq.resume import merge_args
+from spq.cifar10 import load_cifar10
+from spq.imageset import ImageSet
 from spq.errors import SPQError
 from spq.subset import cap_per_class, first_per_class
 

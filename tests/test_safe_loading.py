@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-import spq.data as D
+import spq.cifar10 as D
 import spq.images as images
 from args import parse_args
 from cifar_fixture import write_cifar10

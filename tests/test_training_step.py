@@ -7,12 +7,12 @@ import random
 import pytest
 import torch
 
-import spq.train as T
-from bench.plain_step import plain_loss_on_views, plain_views
+import spq.step as T
+from plain_step import plain_loss_on_views, plain_views
 from spq.augment import make_augmentation
 from spq.compiling import compile_model
 from spq.model import SPQ
-from spq.precision import make_scaler
+from spq.step import make_scaler
 
 
 @pytest.mark.parametrize("batch,temperature", [(4, 0.5), (7, 0.2)])

@@ -1,0 +1,100 @@
+"""CIFAR-10 from the official python batches (`--dataset cifar10`), read without unpickling
+anything but arrays (`spq.safe_pickle`), and its download."""
+import shutil
+from pathlib import Path
+from typing import Dict
+
+import torch
+
+from . import safe_pickle
+from .errors import SPQError
+from .imageset import ImageSet, Split
+
+FOLDER = "cifar-10-batches-py"
+TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
+TEST_FILE = "test_batch"
+ARCHIVE_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def _read_batch(path: Path):
+    """One batch file -> (uint8 (n, 3, 32, 32), int64 (n,))."""
+    try:
+        entry = safe_pickle.load(path)
+        data = entry.get("data", entry.get(b"data"))
+        labels = entry.get("labels", entry.get(b"labels"))
+        data = torch.as_tensor(data)
+        labels = torch.as_tensor(labels, dtype=torch.int64)
+    except SPQError:
+        raise
+    except Exception as e:  # any unreadable or foreign file is the same problem to the user
+        raise SPQError(f"{path} is not a CIFAR-10 python batch ({type(e).__name__}: {e})") from None
+    if data.dtype != torch.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        raise SPQError(f"{path}: 'data' must be uint8 of shape (n, 3072), got "
+                       f"{tuple(data.shape)} {data.dtype}")
+    if labels.shape != (data.shape[0],):
+        raise SPQError(f"{path}: {data.shape[0]} images but {labels.numel()} labels")
+    return data.view(-1, 3, 32, 32), labels
+
+
+def download_cifar10(data_dir: str) -> None:
+    """Fetch the official archive (ARCHIVE_URL) into `data_dir` and unpack it there,
+    verifying its md5 (ARCHIVE_MD5). On failure nothing of it stays behind: an archive that
+    does not match the checksum (partial or corrupt) is deleted, and so are the unpacked
+    folder and `data_dir` where this call created them (`data_dir` only if left empty)."""
+    from torchvision.datasets.utils import check_integrity, download_and_extract_archive
+    root = Path(data_dir)
+    archive = root / ARCHIVE_URL.rsplit("/", 1)[-1]
+    made_root, made_folder = not root.exists(), not (root / FOLDER).exists()
+    try:
+        download_and_extract_archive(ARCHIVE_URL, data_dir, md5=ARCHIVE_MD5)
+    except BaseException as e:
+        removed = archive.is_file() and not check_integrity(str(archive), ARCHIVE_MD5)
+        if removed:
+            archive.unlink()
+        if made_folder and (root / FOLDER).exists():
+            shutil.rmtree(root / FOLDER, ignore_errors=True)
+        if made_root and root.is_dir() and not any(root.iterdir()):
+            root.rmdir()
+        if not isinstance(e, Exception):
+            raise
+        note = f"; the archive did not match md5 {ARCHIVE_MD5} and was deleted" if removed else ""
+        raise SPQError(f"could not download CIFAR-10 from {ARCHIVE_URL} into {data_dir} "
+                       f"({type(e).__name__}: {e}){note}; try again, or fetch the archive by hand "
+                       f"and unpack it there") from None
+
+
+def load_cifar10(data_dir: str, num_classes: int = 10, download: bool = False) -> ImageSet:
+    """Load `<data_dir>/cifar-10-batches-py`; with `download`, fetch it first if missing.
+
+    Any correctly formatted batches folder loads (checksums are verified only at
+    download). Raises SPQError naming the path when files are missing or malformed
+    or a label is outside 0..num_classes-1.
+    """
+    folder = Path(data_dir) / FOLDER
+    names = TRAIN_FILES + [TEST_FILE]
+    if download and not all((folder / n).is_file() for n in names):
+        download_cifar10(data_dir)
+    missing = [n for n in names if not (folder / n).is_file()]
+    if missing:
+        raise SPQError(f"CIFAR-10 not found: {folder} lacks {', '.join(missing)}. "
+                       f"Pass --if_download to fetch it, or --data_dir pointing at the folder "
+                       f"that contains {FOLDER}/")
+    train = [_read_batch(folder / n) for n in TRAIN_FILES]
+    test_images, test_labels = _read_batch(folder / TEST_FILE)
+    train_images = torch.cat([d for d, _ in train])
+    train_labels = torch.cat([l for _, l in train])
+    for name, labels in [("training", train_labels), ("test", test_labels)]:
+        if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
+            raise SPQError(f"{folder}: {name} labels span {labels.min()}..{labels.max()}, "
+                           f"outside 0..{num_classes - 1} (--num_cls {num_classes})")
+    return ImageSet(train_images, train_labels, test_images, test_labels)
+
+
+def cifar10_splits(data_dir: str, num_classes: int = 10, download: bool = False) -> Dict[str, Split]:
+    """CIFAR-10's training and test sets as splits (`load_cifar10`)."""
+    data = load_cifar10(data_dir, num_classes, download)
+    classes = list(CLASSES) + [str(c) for c in range(len(CLASSES), num_classes)]
+    return {"train": Split(data.train_labels, classes, pixels=data.train_images),
+            "test": Split(data.test_labels, classes, pixels=data.test_images)}
