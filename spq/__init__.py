@@ -1,21 +1,34 @@
 """SPQ: Self-supervised Product Quantization for deep unsupervised image retrieval.
 
-One idea per module, in layers; a module uses only those of its own layer or below:
+One idea per module, in layers (`LAYERS`, lowest first): a module imports only modules
+of its own layer or of layers below it, and nothing outside the package
+(tests/test_layers.py reads every import and checks both).
 
-- errors, faults, safe_pickle: the errors a user can fix, fault points for tests,
-  a restricted unpickler.
-- math, pure functions: quantization (soft quantization, codes, code length), loss (the
-  cross quantized contrastive loss), adc (ADC distances, exact top-k search), retrieval
-  (mAP, precision@k, precision-recall).
-- model and views: model (CIFAR ResNet-18 + PQ head), augment (the two views), schedule
-  (learning rate), precision (autocast, loss scaling, memory layout).
-- data: images (decoding files), data (Split, ImageSet, CIFAR-10), folder, lists (your
-  own images), subset (per-class caps), datasets (the one dispatch of --dataset).
-- running a model: distributed (torchrun), compiling (torch.compile with a fallback),
-  evaluation (encoding images, their metrics), interrupt (signals as stop requests),
-  checkpoint, schema, outdir (what a run writes and how it is checked), train (which
-  wires everything into a run).
-- tools on trained models: index (python -m spq.index, which takes its dataset options
-  from the repository's args.py), faiss_export, grid, plot (python -m spq.plot).
+To follow one training step read spq/step.py, then augment.py, model.py,
+quantization.py and loss.py; one evaluation: retrieval.py, then model.py,
+quantization.py and adc.py (bench/reading_path.py measures these lists).
 """
 __version__ = "0.1.0"
+
+LAYERS = (
+    ("foundations: user errors, file writes, safe unpickling, signals",
+     ("errors", "fileio", "safe_pickle", "interrupt")),
+    ("the maths, pure functions: soft and hard quantization, the CQC loss, ADC search, "
+     "learning-rate schedules",
+     ("quantization", "loss", "adc", "schedule")),
+    ("the network and its views",
+     ("model", "augment")),
+    ("data: decoding files, the image sets, CIFAR-10, folders, list files, subsets, the "
+     "--dataset dispatch",
+     ("images", "imageset", "cifar10", "folder", "lists", "subset", "datasets")),
+    ("options and what a run keeps: every option, checkpoint contents and their checks, the "
+     "output folder, resuming",
+     ("options", "schema", "checkpoint", "outdir", "resume")),
+    ("running a model: device, processes, compiling, the training step, retrieval with a "
+     "model, a run's set-up",
+     ("device", "distributed", "compiling", "step", "retrieval", "setup")),
+    ("a run: training to --epochs, --eval_only, main_SPQ.py's run",
+     ("fit", "evaluate", "run")),
+    ("tools on trained models, and the crash tests' fault points",
+     ("index", "grid", "faiss_export", "plot", "faults")),
+)
