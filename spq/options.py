@@ -181,7 +181,8 @@ def _optimisation_options(g) -> None:
                         "number), so it means the same on any number of GPUs; paper: 256")
     g.add_argument("--epochs", default=2000, type=int,
                    help="training epochs (passes over the training set); paper: 2000")
-    g.add_argument("--lr", default=3e-4, type=float, help="Adam learning rate; paper: 3e-4")
+    g.add_argument("--lr", default=3e-4, type=float, help="Adam learning rate; paper: 3e-4 (0 trains nothing but the BatchNorm "
+                        "statistics: a control run)")
     g.add_argument("--weight_decay", default=1e-5, type=float,
                    help="Adam weight decay (L2 added to the gradient); paper: 1e-5")
     g.add_argument("--lr_schedule", default="authors", choices=list(SCHEDULES),
@@ -236,12 +237,12 @@ def _output_options(g) -> None:
 
 def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Reject values that cannot work, before any work starts (exits with status 2)."""
-    positive = ["N_books", "N_words", "L_word", "input_size", "epochs", "eval_epoch", "lr",
+    positive = ["N_books", "N_words", "L_word", "input_size", "epochs", "eval_epoch",
                 "soft_quantization_scale", "contrastive_temperature"]
     for name in positive:
         if getattr(args, name) <= 0:
             p.error(f"--{name} must be positive, got {getattr(args, name)}")
-    for name in ["Top_N", "weight_decay", "num_workers", "images_in_memory_gb", "train_per_class",
+    for name in ["lr", "Top_N", "weight_decay", "num_workers", "images_in_memory_gb", "train_per_class",
                  "query_per_class"]:
         if getattr(args, name) < 0:
             p.error(f"--{name} must be zero or positive, got {getattr(args, name)}")

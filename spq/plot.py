@@ -14,6 +14,7 @@ Needs matplotlib, an optional dependency (pip install matplotlib).
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List
 
@@ -60,54 +61,85 @@ def _save(plt, fig, path: Path) -> Path:
     return path
 
 
-def draw(output_dir) -> List[Path]:
-    """Draw every picture the run's files allow; returns the paths written."""
+@dataclass
+class Curve:
+    """One line of a picture: its points and its label."""
+    x: List[float]
+    y: List[float]
+    label: str
+
+
+def curves(output_dir) -> Dict[str, List[Curve]]:
+    """What each picture shows, read from the run's files: {file name: its curves}. loss.png:
+    the loss per epoch, then the learning rate (when logged); map.png: mAP at each
+    evaluation; with retrieval.json, precision_recall.png (precision against recall) and
+    precision_at_k.png (precision@k against k)."""
     out = Path(output_dir)
+    records = read_log(out / "log.jsonl")
+    epochs = [r["epoch"] for r in records]
+    found = {"loss.png": [Curve(epochs, [r["loss"] for r in records], "loss")]}
+    if all("lr" in r for r in records):
+        found["loss.png"].append(Curve(epochs, [r["lr"] for r in records], "learning rate"))
+    evals = [r for r in records if "mAP" in r]
+    if evals:
+        found["map.png"] = [Curve([r["epoch"] for r in evals], [r["mAP"] for r in evals], "mAP")]
+    result_path = out / "retrieval.json"
+    if result_path.is_file():
+        try:
+            result = json.loads(result_path.read_text())
+            pr, at_k = result["precision_recall"], result["precision_at_k"]
+            ks = sorted(int(k) for k in at_k)
+            found["precision_recall.png"] = [Curve(pr["recall"], pr["precision"], "precision-recall")]
+            found["precision_at_k.png"] = [Curve(ks, [at_k[str(k)] for k in ks], "precision@k")]
+        except (ValueError, KeyError, TypeError):
+            raise SPQError(f"{result_path} is not a retrieval.json of main_SPQ.py --eval_only") from None
+    return found
+
+
+def draw(output_dir) -> List[Path]:
+    """Draw every picture the run's files allow (`curves`); returns the paths written."""
+    out = Path(output_dir)
+    found = curves(out)
     records = read_log(out / "log.jsonl")
     plt = _pyplot()
     written = []
 
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    epochs = [r["epoch"] for r in records]
-    ax.plot(epochs, [r["loss"] for r in records], marker="o", markersize=3, label="loss")
+    loss = found["loss.png"][0]
+    ax.plot(loss.x, loss.y, marker="o", markersize=3, label=loss.label)
     ax.set(xlabel="epoch", ylabel="cross quantized contrastive loss", title="training loss")
-    if all("lr" in r for r in records):
-        lr = ax.twinx()
-        lr.plot(epochs, [r["lr"] for r in records], color="C7", linestyle="--", label="learning rate")
-        lr.set_ylabel("learning rate", color="C7")
+    if len(found["loss.png"]) > 1:
+        lr = found["loss.png"][1]
+        twin = ax.twinx()
+        twin.plot(lr.x, lr.y, color="C7", linestyle="--", label=lr.label)
+        twin.set_ylabel("learning rate", color="C7")
     written.append(_save(plt, fig, out / "loss.png"))
 
-    evals = [r for r in records if "mAP" in r]
-    if evals:
+    if "map.png" in found:
+        m = found["map.png"][0]
+        evals = [r for r in records if "mAP" in r]
         fig, ax = plt.subplots(figsize=(6, 3.6))
-        ax.plot([r["epoch"] for r in evals], [r["mAP"] for r in evals], marker="o", color="C1")
-        best = max(evals, key=lambda r: r["mAP"])
-        ax.plot([best["epoch"]], [best["mAP"]], marker="*", markersize=14, color="C3", linestyle="",
-                label=f"best {best['mAP']:.4f} (epoch {best['epoch']})")
+        ax.plot(m.x, m.y, marker="o", color="C1")
+        best = max(range(len(m.y)), key=lambda i: m.y[i])
+        ax.plot([m.x[best]], [m.y[best]], marker="*", markersize=14, color="C3", linestyle="",
+                label=f"best {m.y[best]:.4f} (epoch {m.x[best]})")
         ax.legend(loc="lower right")
         top = evals[-1].get("top_n") or "all"
         ax.set(xlabel="epoch", ylabel=f"mAP@{top}",
                title=f"retrieval mAP ({evals[-1].get('bits', '?')} bits)")
         written.append(_save(plt, fig, out / "map.png"))
 
-    result_path = out / "retrieval.json"
-    if result_path.is_file():
-        try:
-            result = json.loads(result_path.read_text())
-            pr, at_k = result["precision_recall"], result["precision_at_k"]
-            recall, precision = pr["recall"], pr["precision"]
-            ks = sorted(int(k) for k in at_k)
-            values = [at_k[str(k)] for k in ks]
-            title = f"{result['bits']} bits, epoch {result['epoch']}"
-        except (ValueError, KeyError, TypeError):
-            raise SPQError(f"{result_path} is not a retrieval.json of main_SPQ.py --eval_only") from None
+    if "precision_recall.png" in found:
+        result = json.loads((out / "retrieval.json").read_text())
+        title = f"{result.get('bits', '?')} bits, epoch {result.get('epoch', '?')}"
+        pr, at_k = found["precision_recall.png"][0], found["precision_at_k.png"][0]
         fig, ax = plt.subplots(figsize=(4.8, 4.2))
-        ax.plot(recall, precision, marker="o", markersize=3, color="C2")
+        ax.plot(pr.x, pr.y, marker="o", markersize=3, color="C2")
         ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1.02), ylim=(0, 1.02),
                title=f"precision-recall ({title})")
         written.append(_save(plt, fig, out / "precision_recall.png"))
         fig, ax = plt.subplots(figsize=(4.8, 4.2))
-        ax.plot(ks, values, marker="o", color="C3")
+        ax.plot(at_k.x, at_k.y, marker="o", color="C3")
         ax.set(xscale="log", xlabel="k (top k results)", ylabel="precision@k", ylim=(0, 1.02),
                title=f"precision@k ({title})")
         written.append(_save(plt, fig, out / "precision_at_k.png"))

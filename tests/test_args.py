@@ -37,7 +37,7 @@ def test_booleans(argv, expected):
     (["--batch_size", "1"], "at least 2"), (["--N_books", "0"], "positive"),
     (["--L_word", "-3"], "positive"), (["--Top_N", "-1"], "zero or positive"),
     (["--if_download", "maybe"], "boolean"), (["--gpu_id", "x"], "device index"),
-    (["--eval_only"], "needs --resume"), (["--lr", "0"], "positive"),
+    (["--eval_only"], "needs --resume"), (["--lr", "-1"], "zero or positive"),
     (["--images_in_memory_gb", "-1"], "zero or positive"), (["--dataset", "imagenet"], "invalid choice")])
 def test_bad_values_exit_2_with_message(argv, message, capsys):
     with pytest.raises(SystemExit) as e:

@@ -1,23 +1,37 @@
 """Atomic checkpoint writes and strict loading."""
+import errno
+import io
+import os
+
 import pytest
 import torch
 
+import spq.fileio
 from spq.checkpoint import FORMAT, VERSION, load_checkpoint
 from spq.fileio import atomic_save
 from spq.errors import SPQError
 
 
 def test_interrupted_write_keeps_the_old_file(tmp_path, monkeypatch):
+    """The new bytes reach a temporary file on the disk; the write fails halfway (a full disk);
+    the old file is intact and the temporary file gone."""
     path = tmp_path / "last.pth"
     atomic_save({"format": FORMAT, "value": torch.ones(3)}, path)
+    write_all, on_disk = spq.fileio.write_all, []
 
-    def failing_save(obj, f):
-        f.write(b"half a checkpoint")
-        raise RuntimeError("disk full")
-    monkeypatch.setattr(torch, "save", failing_save)
-    with pytest.raises(RuntimeError):
-        atomic_save({"value": torch.zeros(3)}, path)
+    def half_then_full_disk(f, data, target):
+        write_all(f, memoryview(data)[:len(data) // 2], target)
+        f.flush()
+        on_disk.extend((p.name, p.stat().st_size) for p in tmp_path.iterdir() if p != path)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(spq.fileio, "write_all", half_then_full_disk)
+    new = {"value": torch.zeros(3)}
+    with pytest.raises(SPQError, match="No space left on device.*the previous last.pth, if any, is intact"):
+        atomic_save(new, path)
     monkeypatch.undo()
+    buffer = io.BytesIO()
+    torch.save(new, buffer)
+    assert on_disk == [(f".last.pth.tmp{os.getpid()}", len(buffer.getvalue()) // 2)]
     assert torch.equal(torch.load(path, weights_only=True)["value"], torch.ones(3))
     assert [p.name for p in tmp_path.iterdir()] == ["last.pth"]   # no temporary file left
 

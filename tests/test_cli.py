@@ -10,10 +10,24 @@ from conftest import SMALL, assert_clean_failure, assert_same_weights, read_log,
 from spq.cifar10 import load_cifar10
 from spq.retrieval import encode_sets
 from spq.index import load_model
-from spq.retrieval import mean_average_precision
+from test_retrieval import map_loops, ranked_lists_loops
 
 
-def test_two_epochs_log_lines_and_files(two_epochs):
+def run_sets(data, ckpt):
+    """The gallery (the run's first 5 training images of each class) and the queries (the
+    whole test set) of a SMALL run, as the run's model encodes them."""
+    model, ckpt = load_model(ckpt, torch.device("cpu"))
+    cifar = load_cifar10(data)
+    per_class, gallery = ckpt["args"]["train_per_class"], []
+    for i, c in enumerate(cifar.train_labels.tolist()):
+        if sum(int(cifar.train_labels[j]) == c for j in gallery) < per_class:
+            gallery.append(i)
+    assert len(gallery) == 50
+    codes, queries = encode_sets(model, cifar.train_images[gallery], cifar.test_images, ckpt["args"]["input_size"])
+    return queries, cifar.test_labels, codes, cifar.train_labels[gallery], model.codebooks.detach()
+
+
+def test_two_epochs_log_lines_and_files(data, two_epochs):
     out, result = two_epochs
     lines = result.stdout.splitlines()
     assert any(l.startswith("SPQ: 32 bits") for l in lines)
@@ -25,8 +39,9 @@ def test_two_epochs_log_lines_and_files(two_epochs):
     for r in log:
         assert {"epoch", "loss", "lr", "seconds", "mAP", "bits", "top_n"} <= set(r)
         assert r["bits"] == 32 and r["top_n"] == 1000 and r["lr"] == 3e-4
-        assert 0 <= r["mAP"] <= 1 and r["loss"] > 0
     assert sorted(p.name for p in Path(out).iterdir()) == ["best.pth", "last.pth", "log.jsonl"]
+    # the last row's mAP is the epoch-2 model's (last.pth), by plain loops over its codes
+    assert log[-1]["mAP"] == pytest.approx(map_loops(*run_sets(data, Path(out) / "last.pth"), 1000), abs=1e-6)
 
 
 def test_checkpoint_contents(two_epochs):
@@ -68,14 +83,20 @@ def test_eval_only(data, two_epochs, tmp_path):
     assert written["mAP"] == pytest.approx(best, abs=1e-6)
     # the gallery: the run's 5 training images of each class
     assert (written["bits"], written["top_n"], written["queries"], written["gallery"]) == (32, 1000, 50, 50)
-    # every metric: mAP over the whole gallery, precision@k, and the precision-recall curve
-    assert 0 < written["mAP_all"] <= 1
+    # every metric of best.pth's model, against plain loops over its codes
+    sets = run_sets(data, Path(out) / "best.pth")
+    assert written["mAP_all"] == pytest.approx(map_loops(*sets, None), abs=1e-6)
+    lists = ranked_lists_loops(*sets)
     assert list(written["precision_at_k"]) == ["1", "10", "50"]   # 100, 500, 1000 capped at G
+    for k, value in written["precision_at_k"].items():
+        assert value == pytest.approx(sum(sum(r[:int(k)]) / int(k) for r in lists) / len(lists), abs=1e-6)
     curve = written["precision_recall"]
     assert curve["cutoffs"] == [1, 2, 5, 10, 20, 50]
-    assert curve["recall"][-1] == pytest.approx(1.0)              # the whole gallery holds every relevant item
-    assert curve["precision"][-1] == pytest.approx(0.1, abs=0.05)  # 10 balanced classes
-    assert curve["recall"] == sorted(curve["recall"])
+    with_relevant = [r for r in lists if sum(r)]
+    for n, precision, recall in zip(curve["cutoffs"], curve["precision"], curve["recall"]):
+        assert precision == pytest.approx(sum(sum(r[:n]) / n for r in lists) / len(lists), abs=1e-6)
+        assert recall == pytest.approx(sum(sum(r[:n]) / sum(r) for r in with_relevant) / len(with_relevant),
+                                       abs=1e-6)
     assert "precision@k: @1 " in result.stdout and "precision-recall at rank cut-offs:" in result.stdout
 
 
@@ -86,18 +107,9 @@ def test_eval_only_with_squared_distances(data, two_epochs, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "ADC distance: squared" in result.stdout
     written = json.loads((tmp_path / "retrieval.json").read_text())
-    model, ckpt = load_model(Path(out) / "best.pth", torch.device("cpu"))
-    cifar = load_cifar10(data)
-    per_class, gallery = ckpt["args"]["train_per_class"], []     # its first images of each class
-    for i, c in enumerate(cifar.train_labels.tolist()):
-        if sum(int(cifar.train_labels[j]) == c for j in gallery) < per_class:
-            gallery.append(i)
-    assert len(gallery) == 50
-    codes, queries = encode_sets(model, cifar.train_images[gallery], cifar.test_images, ckpt["args"]["input_size"])
-    expected = mean_average_precision(queries, cifar.test_labels, codes, cifar.train_labels[gallery],
-                                      model.codebooks.detach(), 1000, "squared")
     assert written["adc_distance"] == "squared"
-    assert written["mAP"] == pytest.approx(expected, abs=1e-6)
+    assert written["mAP"] == pytest.approx(map_loops(*run_sets(data, Path(out) / "best.pth"), 1000, squared=True),
+                                           abs=1e-6)
 
 
 def test_resume_refuses_a_different_model(data, two_epochs):

@@ -73,8 +73,3 @@ def test_gradients_reach_backbone_head_and_codebooks():
                     ("fc", model.features.fc[0].weight), ("head", model.head.weight),
                     ("codebooks", model.codebooks)]:
         assert p.grad is not None and p.grad.abs().sum() > 0, name
-
-
-def test_other_input_size():
-    torch.manual_seed(3)
-    assert SPQ()(torch.rand(2, 3, 64, 64)).shape == (2, 128)

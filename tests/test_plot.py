@@ -1,4 +1,5 @@
 """python -m spq.plot: PNG files from the log and retrieval.json of a real short run."""
+import json
 import shutil
 import struct
 import sys
@@ -7,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import assert_clean_failure, plot_cli as plot, spq
+from spq.plot import curves
 
 ALL = ["loss.png", "map.png", "precision_recall.png", "precision_at_k.png"]
 
@@ -30,7 +32,21 @@ def run_dir(data, two_epochs, tmp_path_factory):
     return folder
 
 
-def test_draws_every_curve_as_png(run_dir):
+def test_each_picture_shows_the_runs_numbers(run_dir):
+    log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    result = json.loads((run_dir / "retrieval.json").read_text())
+    found = curves(run_dir)
+    assert sorted(found) == sorted(ALL)
+    (loss, lr), (m,) = found["loss.png"], found["map.png"]
+    assert (loss.x, loss.y) == ([r["epoch"] for r in log], [r["loss"] for r in log])
+    assert (lr.x, lr.y) == ([r["epoch"] for r in log], [r["lr"] for r in log])
+    assert (m.x, m.y) == ([r["epoch"] for r in log if "mAP" in r], [r["mAP"] for r in log if "mAP" in r])
+    (pr,), (at_k,) = found["precision_recall.png"], found["precision_at_k.png"]
+    assert (pr.x, pr.y) == (result["precision_recall"]["recall"], result["precision_recall"]["precision"])
+    assert at_k.x == [1, 10, 50] and at_k.y == [result["precision_at_k"][str(k)] for k in at_k.x]
+
+
+def test_draws_every_curve_as_png_from_the_numbers(run_dir, tmp_path):
     pytest.importorskip("matplotlib")
     result = plot(run_dir)
     assert result.returncode == 0, result.stderr
@@ -38,7 +54,17 @@ def test_draws_every_curve_as_png(run_dir):
         assert f"wrote {run_dir / name}" in result.stdout
         width, height = png_size(run_dir / name)
         assert width > 300 and height > 300
-        assert (run_dir / name).stat().st_size > 5000        # a drawn picture, not an empty canvas
+    # the same numbers draw the same pictures; other losses another loss.png, the rest unchanged
+    other = tmp_path / "other"
+    shutil.copytree(run_dir, other)
+    assert plot(other).returncode == 0
+    assert all((other / n).read_bytes() == (run_dir / n).read_bytes() for n in ALL)
+    rows = [json.loads(line) for line in (other / "log.jsonl").read_text().splitlines()]
+    rows[0]["loss"] *= 0.5
+    (other / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert plot(other).returncode == 0
+    assert (other / "loss.png").read_bytes() != (run_dir / "loss.png").read_bytes()
+    assert (other / "map.png").read_bytes() == (run_dir / "map.png").read_bytes()
 
 
 def test_without_retrieval_json_only_the_training_curves(two_epochs, tmp_path):

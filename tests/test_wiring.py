@@ -1,0 +1,98 @@
+"""Every option that changes the method or the optimiser reaches the training step with its
+value: a run of main_SPQ.py (in-process) on one batch of 10 images must end with exactly
+the weights of the reference, steps written out here with that value (the model built
+from the seed, Adam, the views drawn from the seed, `spq.step.training_step`, the learning
+rate of each epoch from its formula); and with visibly other weights than the same
+reference with the default value, so each check can fail.
+
+`spq.step.training_step` itself is checked against a plainly written step in
+test_training_step.py; here it is the fixed point, so that what is compared is the wiring
+from the command line to it.
+"""
+import math
+
+import pytest
+import torch
+
+from cifar_fixture import write_cifar10
+from conftest import spq
+from spq.augment import make_augmentation
+from spq.cifar10 import load_cifar10
+from spq.model import SPQ
+from spq.step import make_scaler, training_step
+
+SEED, SIZE, IMAGES = 3, 16, 10
+DEFAULTS = {"N_books": 8, "N_words": 16, "L_word": 16, "soft_quantization_scale": 5.0,
+            "contrastive_temperature": 0.5, "lr": 3e-4, "weight_decay": 1e-5, "augment": "authors",
+            "precision": "fp32", "lr_schedule": "authors"}
+# (option, value): values far enough from the defaults that one step shows them
+CHANGES = [("contrastive_temperature", 0.2), ("soft_quantization_scale", 1.0), ("N_books", 4),
+           ("N_words", 8), ("L_word", 8), ("lr", 1e-3), ("weight_decay", 0.5), ("augment", "simclr"),
+           ("precision", "bf16"), ("lr_schedule", "cosine")]
+SHAPES = {"N_books", "N_words", "L_word"}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_cifar10(tmp_path_factory.mktemp("wiring"), per_batch=IMAGES // 5, test=10)
+
+
+def epochs_for(option):
+    """The schedules differ only from the second epoch on (--epochs 2: cosine halves the LR)."""
+    return 2 if option == "lr_schedule" else 1
+
+
+def lr_of_epoch(values, epoch, epochs):
+    """The learning rate of 1-based `epoch`, from each schedule's formula (one step an epoch)."""
+    if values["lr_schedule"] == "cosine":
+        return values["lr"] * (1 + math.cos(math.pi * (epoch - 1) / epochs)) / 2
+    return values["lr"]           # constant, and the authors' schedule in its first 11 epochs
+
+
+def reference(images, values, epochs):
+    """The weights after `epochs` epochs of one step each, written out."""
+    torch.manual_seed(SEED)
+    model = SPQ(values["N_books"], values["N_words"], values["L_word"], values["soft_quantization_scale"])
+    optimizer = torch.optim.Adam(model.parameters(), lr=values["lr"], weight_decay=values["weight_decay"])
+    augment = make_augmentation(SIZE, values["augment"])
+    shuffle = torch.Generator().manual_seed(SEED)
+    for epoch in range(1, epochs + 1):
+        for group in optimizer.param_groups:
+            group["lr"] = lr_of_epoch(values, epoch, epochs)
+        batch = images[torch.randperm(len(images), generator=shuffle)]
+        training_step(model, augment, batch, optimizer, make_scaler(torch.device("cpu"), values["precision"]),
+                      values["contrastive_temperature"], values["precision"])
+    return model.state_dict()
+
+
+def trained(data, out, option, value):
+    result = spq("--data_dir", data, "--output_dir", out, "--device", "cpu", "--seed", SEED,
+                 "--input_size", SIZE, "--batch_size", IMAGES, "--epochs", epochs_for(option),
+                 "--eval_epoch", 100, f"--{option}", value)
+    assert result.returncode == 0, result.stderr
+    return torch.load(out / "last.pth", weights_only=True)["model"]
+
+
+def largest_difference(a, b):
+    """max |a - b| over every weight and BatchNorm statistic; inf when the shapes differ."""
+    if a.keys() != b.keys() or any(a[k].shape != b[k].shape for k in a):
+        return math.inf
+    return max((a[k].float() - b[k].float()).abs().max().item() for k in a)
+
+
+@pytest.mark.parametrize("option,value", CHANGES, ids=[c[0] for c in CHANGES])
+def test_the_option_reaches_the_step(data, tmp_path, option, value):
+    images = load_cifar10(data).train_images
+    assert len(images) == IMAGES
+    weights = trained(data, tmp_path / "run", option, value)
+    epochs = epochs_for(option)
+    expected = reference(images, {**DEFAULTS, option: value}, epochs)
+    assert largest_difference(weights, expected) == 0, f"--{option} {value} did not reach the step"
+    if option not in SHAPES:      # a shape option cannot match the default's shapes at all
+        default = reference(images, DEFAULTS, epochs)
+        # Adam's first update moves each weight by about lr: a value that changes anything
+        # changes some weight by that much
+        assert largest_difference(weights, default) > 0.1 * DEFAULTS["lr"], \
+            f"--{option} {value} leaves the step as the default does: this check cannot fail"
+    else:
+        assert largest_difference(weights, reference(images, DEFAULTS, epochs)) == math.inf
