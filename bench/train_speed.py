@@ -8,7 +8,7 @@ Random CIFAR-shaped uint8 images resident on the device; after `--warmup` steps,
 `--steps` real updates (both views, model, soft quantization, loss, backward, Adam) of
 spq.step.training_step with --precision and the device's memory layout (channels_last
 on CUDA), then the same for the plain
-step of bench/plain_step.py (fp32, contiguous, per-image augmentation, broadcast loss).
+step of tests/plain_step.py (fp32, contiguous, per-image augmentation, broadcast loss).
 Images per second count images, not views. `views` times the two views of a batch alone
 (spq.step.make_views) with both pipelines, `authors` and `simclr`, in the same run.
 """

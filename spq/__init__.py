@@ -18,9 +18,9 @@ LAYERS = (
      ("quantization", "loss", "adc", "schedule")),
     ("the network and its views",
      ("model", "augment")),
-    ("data: decoding files, the image sets, CIFAR-10, folders, list files, subsets, the "
-     "--dataset dispatch",
-     ("images", "imageset", "cifar10", "folder", "lists", "subset", "datasets")),
+    ("data: decoding files, the image sets, CIFAR-10, folders, list files, subsets, "
+     "query/train/database splits, the --dataset dispatch",
+     ("images", "imageset", "cifar10", "folder", "lists", "subset", "split", "datasets")),
     ("options and what a run keeps: every option, checkpoint contents and their checks, the "
      "output folder, resuming",
      ("options", "schema", "checkpoint", "outdir", "resume")),
@@ -30,5 +30,5 @@ LAYERS = (
     ("a run: training to --epochs, --eval_only, main_SPQ.py's run",
      ("fit", "evaluate", "run")),
     ("tools on trained models, and the crash tests' fault points",
-     ("index", "grid", "faiss_export", "plot", "faults")),
+     ("index", "grid", "faiss_export", "plot", "prepare", "faults")),
 )

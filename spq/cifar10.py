@@ -2,7 +2,7 @@
 anything but arrays (`spq.safe_pickle`), and its download."""
 import shutil
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 
@@ -92,9 +92,28 @@ def load_cifar10(data_dir: str, num_classes: int = 10, download: bool = False) -
     return ImageSet(train_images, train_labels, test_images, test_labels)
 
 
-def cifar10_splits(data_dir: str, num_classes: int = 10, download: bool = False) -> Dict[str, Split]:
-    """CIFAR-10's training and test sets as splits (`load_cifar10`)."""
+def cifar10_splits(data_dir: str, num_classes: int = 10, download: bool = False,
+                   split: Optional[Dict] = None) -> Dict[str, Split]:
+    """CIFAR-10's training and test sets as splits (`load_cifar10`), their items numbered
+    0..49,999 and 50,000..59,999; with `split` (a split.json of spq.split), its training,
+    query and database sets drawn from the pooled 60,000 instead."""
     data = load_cifar10(data_dir, num_classes, download)
     classes = list(CLASSES) + [str(c) for c in range(len(CLASSES), num_classes)]
-    return {"train": Split(data.train_labels, classes, pixels=data.train_images),
-            "test": Split(data.test_labels, classes, pixels=data.test_images)}
+    train_n = len(data.train_images)
+    if split is None:
+        return {"train": Split(data.train_labels, classes, pixels=data.train_images, ids=list(range(train_n))),
+                "test": Split(data.test_labels, classes, pixels=data.test_images,
+                              ids=list(range(train_n, train_n + len(data.test_images))))}
+    images = torch.cat([data.train_images, data.test_images])                  # (60000, 3, 32, 32)
+    labels = torch.cat([data.train_labels, data.test_labels])
+    if len(images) != 60000:
+        raise SPQError(f"{Path(data_dir) / FOLDER} holds {len(images)} images: a split of the pooled "
+                       f"CIFAR-10 needs all 60,000")
+
+    def take(ids):
+        index = torch.tensor(ids, dtype=torch.int64)
+        return Split(labels[index], classes, pixels=images[index], ids=list(ids))
+    splits = {"train": take(split["train"]), "test": take(split["query"])}
+    if split["database"] != split["train"]:
+        splits["gallery"] = take(split["database"])
+    return splits

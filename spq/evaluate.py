@@ -19,7 +19,8 @@ def evaluate_checkpoint(setup: Setup, resume: str, ckpt) -> int:
                           args.Top_N or None, args.adc_distance, setup.world)
     if not setup.world.main:
         return 0
-    result = {"checkpoint": str(resume), "epoch": ckpt["epoch"], "bits": setup.model.bits,
+    split = {k: setup.split[k] for k in ("protocol", "seed", "hash")}
+    result = {"checkpoint": str(resume), "epoch": ckpt["epoch"], "bits": setup.model.bits, "split": split,
               "adc_distance": args.adc_distance,
               "queries": len(setup.queries[0]), "gallery": len(setup.gallery[0]),
               "queries_without_labels": setup.data.unlabelled_queries(), **metrics,

@@ -112,7 +112,7 @@ def save(setup: Setup, state: "TrainingState", epoch_done: int, is_best: bool = 
     """last.pth, then (is_best) best.pth without the training state; see docs/crash-safety.md."""
     if not setup.world.main:
         return
-    ckpt = state.checkpoint(setup.args, setup.model, epoch_done)
+    ckpt = state.checkpoint(setup.args, setup.model, epoch_done, setup.split)
     atomic_save(ckpt, setup.out / "last.pth", REMEDY)
     if is_best:
         atomic_save(model_only(ckpt), setup.out / "best.pth", REMEDY)
@@ -131,10 +131,12 @@ class TrainingState:
     progress: Optional[EpochProgress] = None   # the epoch a signal stopped, where it stood
     rows: List[Dict] = field(default_factory=list)   # the log rows of the epochs done
 
-    def checkpoint(self, args, model: SPQ, epoch_done: int) -> Dict:
+    def checkpoint(self, args, model: SPQ, epoch_done: int, split: Dict) -> Dict:
         """The contents of last.pth after `epoch_done` epochs (and `self.progress` of the next,
-        when a signal stopped it); best.pth is `model_only` of it."""
+        when a signal stopped it), with the run's `split` (`spq.setup.Setup.split`); best.pth
+        is `model_only` of it."""
         return {"format": FORMAT, "version": VERSION, "epoch": epoch_done, "best_map": self.best,
+                "split": split,
                 "best_epoch": self.best_epoch, "log": self.rows,
                 "args": vars(args), "model": model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),

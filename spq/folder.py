@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from .imageset import ImageSet, Split, decode_dataset
+from .imageset import ImageSet, Split, decode_dataset, relative_ids
 from .errors import SPQError
 from .images import IMAGE_EXTENSIONS, find_images
 
@@ -57,7 +57,7 @@ def open_folder(data_dir) -> Dict[str, Split]:
     for split, (paths, names) in found.items():
         labels = None if names is None else torch.tensor([number[n] for n in names], dtype=torch.int64)
         splits[split] = Split(labels, None if names is None else classes, files=paths,
-                              folder=Path(data_dir) / split)
+                              folder=Path(data_dir) / split, ids=relative_ids(paths, data_dir))
     return splits
 
 

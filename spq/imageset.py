@@ -1,7 +1,8 @@
 """The images a run uses (`ImageSet`), and a dataset's splits before decoding (`Split`),
 decoded into an ImageSet by `decode_dataset`."""
+import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
@@ -19,6 +20,10 @@ class ImageSet:
     Labels are int64 (N,) class indices or uint8 (N, C) multi-hot rows, used only for
     evaluation; None where a set has none. The gallery is the training set unless
     given. `on_disk`: the images are memory-mapped from a file (streamed), not in RAM.
+    `ids`: what each image is, per set ("train", "test", "gallery"): its number in the
+    pooled CIFAR-10 (0..49,999 the official training images, then the test images) or its
+    path relative to the data folder; a model's training images and the queries it is
+    evaluated on are compared by them.
     """
     train_images: torch.Tensor
     train_labels: Optional[torch.Tensor]
@@ -27,13 +32,15 @@ class ImageSet:
     gallery_images: Optional[torch.Tensor] = None
     gallery_labels: Optional[torch.Tensor] = None
     on_disk: bool = False
+    ids: Dict[str, list] = field(default_factory=dict)
+    split: Dict[str, object] = field(default_factory=dict)   # protocol, seed, hash (see spq.datasets)
 
     @classmethod
-    def from_splits(cls, loaded, on_disk: bool) -> "ImageSet":
+    def from_splits(cls, loaded, on_disk: bool, ids: Dict[str, list]) -> "ImageSet":
         """From {"train": (images, labels), and optionally "test" and "gallery"}."""
         none = (None, None)
         return cls(*loaded["train"], *loaded.get("test", none), *loaded.get("gallery", none),
-                   on_disk=on_disk)
+                   on_disk=on_disk, ids=ids)
 
     def gallery(self):
         """(images, labels) of the retrieval database: the gallery, else the training set."""
@@ -83,6 +90,7 @@ class Split:
     where: Optional[List[str]] = None       # list: where each file is named ("FILE, line N");
                                             # an unreadable file is then an error, else skipped
     folder: Optional[Path] = None           # folder: the split's folder, named in errors
+    ids: Optional[list] = None              # what each item is (see ImageSet.ids)
 
     def __len__(self) -> int:
         return len(self.files) if self.files is not None else len(self.pixels)
@@ -114,6 +122,11 @@ class Split:
                    torch.zeros(0, 3, size, size, dtype=torch.uint8)), ok
 
 
+def relative_ids(files: List[Path], root) -> List[str]:
+    """Each file's path relative to `root`, normalised, with forward slashes: its id."""
+    return [Path(os.path.relpath(os.path.normpath(f), os.path.normpath(root))).as_posix() for f in files]
+
+
 def warn_skipped(skipped: Dict[str, List[Path]]) -> None:
     """One warning line counting the unreadable files skipped, per split ({split: files})."""
     if not skipped:
@@ -136,10 +149,10 @@ def decode_dataset(splits: Dict[str, Split], size: int, workers: int = 0,
     """
     files = {name: s.files for name, s in splits.items() if s.files is not None}
     decoded, on_disk = decode_splits(files, size, workers, budget_bytes, spill_dir)
-    loaded, skipped = {}, {}
+    loaded, skipped, ids = {}, {}, {}
     for name, split in splits.items():
         if split.files is None:
-            loaded[name] = (split.pixels, split.labels)
+            loaded[name], ids[name] = (split.pixels, split.labels), split.ids
             continue
         images, ok = decoded[name]
         split.unreadable(ok)
@@ -147,5 +160,6 @@ def decode_dataset(splits: Dict[str, Split], size: int, workers: int = 0,
             skipped[name] = [f for f, good in zip(split.files, ok) if not good]
         labels = None if split.labels is None else split.labels[torch.from_numpy(ok)]
         loaded[name] = (images, labels)
+        ids[name] = None if split.ids is None else [i for i, good in zip(split.ids, ok) if good]
     warn_skipped(skipped)
-    return ImageSet.from_splits(loaded, on_disk)
+    return ImageSet.from_splits(loaded, on_disk, {k: v for k, v in ids.items() if v is not None})

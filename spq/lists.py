@@ -21,7 +21,7 @@ from typing import Dict, List, Optional
 
 import torch
 
-from .imageset import ImageSet, Split, decode_dataset
+from .imageset import ImageSet, Split, decode_dataset, relative_ids
 from .errors import SPQError
 
 
@@ -102,7 +102,7 @@ def open_lists(data_dir, train_list, query_list: Optional[str], gallery_list: Op
         if list_file:
             entries = read_list(list_file, data_dir, num_classes, allow_outside)
             splits[split] = Split(entries.labels, [str(c) for c in range(num_classes)],
-                                  files=entries.paths,
+                                  files=entries.paths, ids=relative_ids(entries.paths, data_dir),
                                   where=[f"{entries.source}, line {n}" for n in entries.lines])
     return splits
 

@@ -26,7 +26,7 @@ LEGACY_METHOD = {"augment": "simclr", "freeze_bn_after_eval": False}
 # Options whose command-line value is not compared with the checkpoint's.
 RUN_ONLY_OPTIONS = ("resume", "eval_only")
 # Options naming files or folders: stored absolute in a checkpoint.
-PATH_OPTIONS = ("data_dir", "output_dir", "train_list", "query_list", "gallery_list")
+PATH_OPTIONS = ("data_dir", "output_dir", "train_list", "query_list", "gallery_list", "split_file")
 
 
 def str2bool(value: str) -> bool:
@@ -115,6 +115,11 @@ def add_dataset_options(g) -> None:
     _bool_option(g, "--if_download", False,
                  "download CIFAR-10 into --data_dir if missing (checksum verified); "
                  "accepts true/false, 1/0, or the bare flag for true")
+    g.add_argument("--split_file", default=None, type=str, metavar="FILE",
+                   help="a split.json of python -m spq.split: its queries, training images and "
+                        "database replace the dataset's own (cifar10: drawn from the pooled "
+                        "60,000; list: the query.txt, train.txt and database.txt beside it); "
+                        "without it, cifar10 uses the official split (the paper's)")
     g.add_argument("--data_dir", default="./data", type=str,
                    help="folder holding cifar-10-batches-py/ (--dataset cifar10) or "
                         "train/ [test/ gallery/] (--dataset folder), or the folder the paths "
@@ -266,9 +271,11 @@ def check_dataset_options(p: argparse.ArgumentParser, args: argparse.Namespace) 
     if args.num_cls <= 0:
         p.error(f"--num_cls must be positive, got {args.num_cls}")
     lists = ["train_list", "query_list", "gallery_list"]
-    if args.dataset == "list" and not args.train_list:
-        p.error("--dataset list needs --train_list FILE (and --query_list FILE to evaluate)")
     given = [f"--{n}" for n in lists if getattr(args, n)]
+    if args.split_file and (given or args.dataset == "folder"):
+        p.error(f"--split_file replaces {', '.join(given) or 'the folders of --dataset folder'}: drop one of them")
+    if args.dataset == "list" and not args.train_list and not args.split_file:
+        p.error("--dataset list needs --train_list FILE (and --query_list FILE to evaluate), or --split_file FILE")
     if args.dataset != "list" and given:
         p.error(f"{', '.join(given)} need --dataset list (the dataset is {args.dataset})")
 

@@ -214,4 +214,21 @@ def _checkpoint_problem(ckpt: Dict) -> Optional[str]:
     best_epoch = ckpt.get("best_epoch")
     if best_epoch is not None and not (_is_int(best_epoch) and 1 <= best_epoch <= epoch and best is not None):
         return f"a best epoch of {best_epoch!r}"
+    if "split" in ckpt:
+        return _split_problem(ckpt["split"])
+    return None
+
+
+def _split_problem(split: Any) -> Optional[str]:
+    """What is wrong with a checkpoint's record of its split (absent before splits were
+    recorded), or None."""
+    if not (isinstance(split, dict) and set(split) == {"protocol", "seed", "hash", "train_ids"}):
+        return "a split record without exactly protocol, seed, hash and train_ids"
+    if not (isinstance(split["protocol"], str) and (split["seed"] is None or _is_int(split["seed"]))
+            and isinstance(split["hash"], str) and len(split["hash"]) == 64):
+        return "a split record whose protocol, seed or hash is malformed"
+    ids = split["train_ids"]
+    if not (ids is None or isinstance(ids, str) or (isinstance(ids, torch.Tensor) and ids.dtype == torch.int64
+                                                     and ids.ndim == 1)):
+        return "training-image ids that are neither item numbers nor paths"
     return None

@@ -5,7 +5,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 
@@ -32,6 +32,7 @@ class Setup:
     queries: Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]
     out: Path
     unevaluable: Optional[str]                                 # why mAP cannot be measured
+    split: Dict[str, object]                                   # protocol, seed, hash, train_ids
 
     def say(self, *message) -> None:
         """Print on the main process only."""
@@ -49,6 +50,9 @@ def prepare(args, resume: Optional[str], ckpt, world: World, device: torch.devic
     unevaluable = data.why_not_evaluable()
     if unevaluable and args.eval_only:
         raise SPQError(f"cannot evaluate {resume}: {unevaluable}")
+    split = {**data.split, "train_ids": stored_ids(data.ids.get("train"))}
+    trained_on = (ckpt.get("split") or split) if ckpt is not None else split
+    refuse_leak(data.ids.get("test"), trained_on, resume)
     seed_everything(args.seed + world.rank)     # rank 0 draws what a single process draws
     layout = memory_format(device)
     model = build_model(args).to(device, memory_format=layout)
@@ -66,7 +70,31 @@ def prepare(args, resume: Optional[str], ckpt, world: World, device: torch.devic
     if world.main:
         prepare_output(out, resuming=ckpt is not None)
     return Setup(args, world, device, layout, data, model, train_images, gallery, queries, out,
-                 unevaluable)
+                 unevaluable, split)
+
+
+def stored_ids(ids: Optional[list]):
+    """Ids as a checkpoint stores them: item numbers as an int64 tensor, paths as one string."""
+    if ids is None:
+        return None
+    if ids and isinstance(ids[0], str):
+        return "\n".join(ids)
+    return torch.tensor(ids, dtype=torch.int64)
+
+
+def refuse_leak(queries: Optional[list], trained_on: Dict, resume: Optional[str]) -> None:
+    """SPQError when a query is one of the images the model trains or trained on (their ids:
+    `spq.imageset.ImageSet.ids`; a checkpoint's in its "split")."""
+    stored = trained_on.get("train_ids")
+    if not queries or stored is None:
+        return
+    train = set(stored.split("\n")) if isinstance(stored, str) else set(stored.tolist())
+    leaked = [q for q in queries if q in train]
+    if leaked:
+        whose = f"the model of {resume}" if resume else "this run"
+        raise SPQError(f"{len(leaked)} of the {len(queries)} queries (e.g. {leaked[0]}) are training images "
+                       f"of {whose} (split {trained_on.get('protocol')}): evaluate on queries it never "
+                       f"saw (the split it was trained with, or one drawn apart from its training images)")
 
 
 def prepare_output(out: Path, resuming: bool) -> None:

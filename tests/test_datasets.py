@@ -97,7 +97,8 @@ def checkpoint(tmp_path_factory):
                           torch.amp.GradScaler("cpu", enabled=False), torch.Generator().manual_seed(0),
                           rows=[{"epoch": 1, "loss": 9.0, "lr": args.lr, "seconds": 0.0}])
     path = f"{args.output_dir}/last.pth"
-    atomic_save(state.checkpoint(args, model, 1), path)
+    split = {"protocol": "lists", "seed": None, "hash": "0" * 64, "train_ids": None}
+    atomic_save(state.checkpoint(args, model, 1, split), path)
     return path, model.eval()
 
 
