@@ -8,10 +8,10 @@ epoch), 16-pixel views, --lr 1e-3, 12 epochs, mAP over the whole gallery after e
 8 and 12. The control: the same run, same seed (so the same initial network) at --lr 0,
 where only the BatchNorm statistics move.
 
-Margins, measured with this test's settings on a 2-core Intel Xeon with seeds 0 to 3
+Margins, measured with this test's settings on a 2-core Intel Xeon with seeds 0 to 4
 (docs/testing.md), trained against control: the loss fell by 0.52 to 0.91 over the 12
 epochs (the control's moved by 0.02 at most); the best mAP reached 0.85 to 1.00, 0.36 to
-0.43 above the control's best (0.47 to 0.57; chance is about 0.34). The thresholds below (a
+0.47 above the control's best (0.47 to 0.57; chance is about 0.34). The thresholds below (a
 fall of 0.3, a lift of 0.15, twice chance) sit well inside both gaps, so a run that
 learns passes on any machine, and one that does not (a learning rate of 0, a broken
 gradient) fails.
