@@ -30,5 +30,5 @@ LAYERS = (
     ("a run: training to --epochs, --eval_only, main_SPQ.py's run",
      ("fit", "evaluate", "run")),
     ("tools on trained models, and the crash tests' fault points",
-     ("index", "grid", "faiss_export", "plot", "prepare", "faults")),
+     ("index", "grid", "faiss_export", "plot", "prepare", "results", "faults")),
 )

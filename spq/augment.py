@@ -3,8 +3,8 @@
 Two pipelines, both per image with independently drawn parameters and no mean/std
 normalisation (`make_augmentation`):
 
-- `authors` (default): what the authors' script did on kornia 0.5.10, the run behind the
-  paper's numbers. kornia 0.5.10's RandomResizedCrop kept a sampled crop only when its
+- `authors` (default): what the authors' released script does on kornia 0.5.10, the
+  version it pins. kornia 0.5.10's RandomResizedCrop kept a sampled crop only when its
   height and width were strictly smaller than the image side (`StrictResizedCrop`); its
   ColorJitter is today's `kornia.augmentation.ColorJiggle` (additive brightness, plain
   multiplicative contrast, HSV saturation, hue shift); its RandomGaussianBlur took the

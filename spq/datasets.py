@@ -84,7 +84,7 @@ def load_data(args, say=print) -> ImageSet:
     --train_per_class / --query_per_class, their first images of each class."""
     budget = int(args.images_in_memory_gb * 2 ** 30)
     data = decode_dataset(open_dataset(args), args.input_size, args.num_workers, budget,
-                          args.output_dir)
+                          args.output_dir, args.resize)
     train_n, query_n = args.train_per_class, args.query_per_class
     if train_n or query_n:
         data = cap_per_class(data, train_n, query_n)

@@ -16,12 +16,12 @@ def evaluate_checkpoint(setup: Setup, resume: str, ckpt) -> int:
     args = setup.args
     t0 = time.time()
     metrics = measure_all(setup.model, *setup.gallery, *setup.queries, args.input_size,
-                          args.Top_N or None, args.adc_distance, setup.world)
+                          args.Top_N or None, args.adc_distance, setup.world, sdc=args.distance == "sdc")
     if not setup.world.main:
         return 0
     split = {k: setup.split[k] for k in ("protocol", "seed", "hash")}
     result = {"checkpoint": str(resume), "epoch": ckpt["epoch"], "bits": setup.model.bits, "split": split,
-              "adc_distance": args.adc_distance,
+              "distance": args.distance, "adc_distance": args.adc_distance,
               "queries": len(setup.queries[0]), "gallery": len(setup.gallery[0]),
               "queries_without_labels": setup.data.unlabelled_queries(), **metrics,
               "top_n": args.Top_N, "seconds": round(time.time() - t0, 3)}
@@ -37,7 +37,7 @@ def format_metrics(result: Dict[str, object]) -> str:
     pr = result["precision_recall"]
     lines = [f"{result['checkpoint']} (epoch {result['epoch']}): {result['bits']} bits, "
              f"{result['queries']} queries, {result['gallery']} gallery codes, {result['seconds']:.1f}s",
-             f"ADC distance: {result['adc_distance']}",
+             f"distance: {result['distance'].upper()}, per book {result['adc_distance']}",
              f"mAP@{top} = {result['mAP']:.4f}   mAP over the whole gallery = {result['mAP_all']:.4f}",
              "precision@k: " + "  ".join(f"@{k} {v:.4f}" for k, v in result["precision_at_k"].items()),
              "precision-recall at rank cut-offs:"]

@@ -89,12 +89,13 @@ def measure_epoch(setup: Setup, state: "TrainingState", epoch: int, record: Dict
     args, model = setup.args, setup.model
     t1 = time.time()
     m = measure_map(model, *setup.gallery, *setup.queries, args.input_size, args.Top_N or None,
-                    args.adc_distance, setup.world)
+                    args.adc_distance, setup.world, sdc=args.distance == "sdc")
     is_best = state.best is None or m > state.best
     if is_best:
         state.best, state.best_epoch = m, epoch
     model.train(not bn_frozen(args, state.best))
-    record.update({"mAP": m, "bits": model.bits, "top_n": args.Top_N, "adc_distance": args.adc_distance,
+    record.update({"mAP": m, "bits": model.bits, "top_n": args.Top_N, "distance": args.distance,
+                   "adc_distance": args.adc_distance,
                    "eval_seconds": round(time.time() - t1, 3)})
     setup.say(f"epoch {epoch}: mAP@{args.Top_N or 'all'} = {m:.4f}  (best {state.best:.4f}, "
               f"{model.bits} bits, eval {record['eval_seconds']:.1f}s)")
@@ -112,7 +113,7 @@ def save(setup: Setup, state: "TrainingState", epoch_done: int, is_best: bool = 
     """last.pth, then (is_best) best.pth without the training state; see docs/crash-safety.md."""
     if not setup.world.main:
         return
-    ckpt = state.checkpoint(setup.args, setup.model, epoch_done, setup.split)
+    ckpt = state.checkpoint(setup.args, setup.model, epoch_done, setup.split, setup.environment)
     atomic_save(ckpt, setup.out / "last.pth", REMEDY)
     if is_best:
         atomic_save(model_only(ckpt), setup.out / "best.pth", REMEDY)
@@ -131,12 +132,12 @@ class TrainingState:
     progress: Optional[EpochProgress] = None   # the epoch a signal stopped, where it stood
     rows: List[Dict] = field(default_factory=list)   # the log rows of the epochs done
 
-    def checkpoint(self, args, model: SPQ, epoch_done: int, split: Dict) -> Dict:
+    def checkpoint(self, args, model: SPQ, epoch_done: int, split: Dict, environment: Dict) -> Dict:
         """The contents of last.pth after `epoch_done` epochs (and `self.progress` of the next,
-        when a signal stopped it), with the run's `split` (`spq.setup.Setup.split`); best.pth
-        is `model_only` of it."""
+        when a signal stopped it), with the run's `split` and `environment` (`spq.setup.Setup`);
+        best.pth is `model_only` of it."""
         return {"format": FORMAT, "version": VERSION, "epoch": epoch_done, "best_map": self.best,
-                "split": split,
+                "split": split, "environment": environment,
                 "best_epoch": self.best_epoch, "log": self.rows,
                 "args": vars(args), "model": model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),

@@ -1,8 +1,10 @@
 """Image files decoded once with Pillow into one uint8 tensor (N, 3, S, S).
 
-Resizing rule (`--input_size` S): the shorter side is resized to S with Pillow's
-bicubic filter (antialiased when shrinking), keeping the aspect ratio, then the
-central S x S square is cropped. EXIF orientation is applied; greyscale, palette and
+Resizing rules (`--input_size` S, `--resize`): crop (default), the shorter side is resized
+to S with Pillow's bicubic filter (antialiased when shrinking), keeping the aspect ratio,
+then the central S x S square is cropped; stretch, the whole image is resized to S x S
+with the bicubic filter, as the authors said they prepared FLICKR25K (64 x 64, bicubic).
+EXIF orientation is applied; greyscale, palette and
 alpha images are converted to RGB (alpha dropped), 16-bit greyscale scaled to 8 bits.
 A file of more than MAX_PIXELS pixels counts as unreadable (skipped with the others). Large JPEGs are first reduced by
 the decoder itself (`Image.draft`) to no less than S on each side.
@@ -51,9 +53,12 @@ def to_rgb(im):
     return im.convert("RGB")
 
 
-def decode(path, size: int) -> Optional[np.ndarray]:
-    """One file -> uint8 (3, size, size) by the module's resizing rule; None if unreadable,
-    or when more than MAX_PIXELS pixels would be decoded."""
+RESIZE = ("crop", "stretch")
+
+
+def decode(path, size: int, resize: str = "crop") -> Optional[np.ndarray]:
+    """One file -> uint8 (3, size, size) by the resizing rule `resize` (see the module
+    docstring); None if unreadable, or when more than MAX_PIXELS pixels would be decoded."""
     from PIL import Image, ImageOps
     try:
         with warnings.catch_warnings():       # Pillow's bomb warning: the limit below decides
@@ -64,6 +69,10 @@ def decode(path, size: int) -> Optional[np.ndarray]:
                     return None
                 im = to_rgb(ImageOps.exif_transpose(im))
         w, h = im.size
+        if resize == "stretch":
+            if (w, h) != (size, size):
+                im = im.resize((size, size), Image.Resampling.BICUBIC)
+            return np.array(im).transpose(2, 0, 1)
         scale = size / min(w, h)
         new = (max(size, round(w * scale)), max(size, round(h * scale)))
         if new != (w, h):
@@ -75,9 +84,9 @@ def decode(path, size: int) -> Optional[np.ndarray]:
         return None
 
 
-def _decode_chunk(task: Tuple[Sequence[str], int]) -> List[Optional[np.ndarray]]:
-    paths, size = task
-    return [decode(p, size) for p in paths]
+def _decode_chunk(task: Tuple[Sequence[str], int, str]) -> List[Optional[np.ndarray]]:
+    paths, size, resize = task
+    return [decode(p, size, resize) for p in paths]
 
 
 def _pool(workers: int):
@@ -100,10 +109,11 @@ def storage(count: int, size: int, spill_dir=None) -> np.ndarray:
         return np.memmap(f, np.uint8, "r+", shape=shape)  # the mapping outlives the file
 
 
-def decode_stream(paths: Sequence[Path], size: int, workers: int) -> Iterator[List[Optional[np.ndarray]]]:
+def decode_stream(paths: Sequence[Path], size: int, workers: int,
+                  resize: str = "crop") -> Iterator[List[Optional[np.ndarray]]]:
     """Decode `paths` in order, CHUNK files at a time: yields each chunk's images (uint8
     (3, size, size), None for an unreadable file), from `workers` processes (0 or 1: here)."""
-    tasks = [([str(p) for p in paths[i:i + CHUNK]], size) for i in range(0, len(paths), CHUNK)]
+    tasks = [([str(p) for p in paths[i:i + CHUNK]], size, resize) for i in range(0, len(paths), CHUNK)]
     workers = min(workers, len(tasks), os.cpu_count() or 1)
     pool = _pool(workers) if workers > 1 else None
     try:
@@ -114,7 +124,7 @@ def decode_stream(paths: Sequence[Path], size: int, workers: int) -> Iterator[Li
 
 
 def decode_all(paths: Sequence[Path], size: int, workers: int, out: np.ndarray,
-               desc: str = "decoding") -> np.ndarray:
+               desc: str = "decoding", resize: str = "crop") -> np.ndarray:
     """Decode `paths` into `out[:n]` in order, skipping unreadable files.
 
     Returns the bool mask (len(paths),) of the files that were read; the readable ones
@@ -124,7 +134,7 @@ def decode_all(paths: Sequence[Path], size: int, workers: int, out: np.ndarray,
     filled, i = 0, 0
     with tqdm(total=len(paths), desc=desc, unit="img", leave=False, disable=None,
               dynamic_ncols=True, file=sys.stderr) as bar:
-        for chunk in decode_stream(paths, size, workers):
+        for chunk in decode_stream(paths, size, workers, resize):
             for image in chunk:
                 if image is not None:
                     out[filled] = image
@@ -136,23 +146,23 @@ def decode_all(paths: Sequence[Path], size: int, workers: int, out: np.ndarray,
 
 
 def load_images(paths: Sequence[Path], size: int, workers: int, spill_dir=None,
-                desc: str = "decoding") -> Tuple[torch.Tensor, np.ndarray]:
+                desc: str = "decoding", resize: str = "crop") -> Tuple[torch.Tensor, np.ndarray]:
     """Decode `paths` -> (uint8 tensor (n, 3, size, size) of the readable ones in order,
     bool mask (len(paths),) of those read). With `spill_dir`, the pixels are
     memory-mapped from an unlinked temporary file there (see `storage`)."""
     array = storage(len(paths), size, spill_dir)
-    ok = decode_all(paths, size, workers, array, desc)
+    ok = decode_all(paths, size, workers, array, desc, resize)
     return torch.from_numpy(array[:int(ok.sum())]), ok
 
 
 def decode_splits(paths: Dict[str, Sequence[Path]], size: int, workers: int, budget_bytes: int,
-                  spill_dir=None) -> Tuple[Dict[str, Tuple[torch.Tensor, np.ndarray]], bool]:
+                  spill_dir=None, resize: str = "crop") -> Tuple[Dict[str, Tuple[torch.Tensor, np.ndarray]], bool]:
     """`load_images` of every split -> ({split: (images, mask read)}, on_disk).
 
     When all splits together exceed `budget_bytes` of decoded pixels (3 x size^2 bytes
     per image), every split is memory-mapped from `spill_dir` (on_disk True)."""
     on_disk = sum(map(len, paths.values())) * 3 * size * size > budget_bytes
     decoded = {split: load_images(p, size, workers, spill_dir if on_disk else None,
-                                  desc=f"decoding {split}")
+                                  desc=f"decoding {split}", resize=resize)
                for split, p in paths.items()}
     return decoded, on_disk

@@ -105,7 +105,8 @@ class Split:
         if len(ok) == len(self) and len(ok) and not ok.any():
             raise SPQError(f"{self.folder}: none of its {len(ok)} image files could be read")
 
-    def batches(self, size: int, workers: int, batch: int = 256) -> Iterator[Tuple[torch.Tensor, np.ndarray]]:
+    def batches(self, size: int, workers: int, batch: int = 256,
+                resize: str = "crop") -> Iterator[Tuple[torch.Tensor, np.ndarray]]:
         """The split's images in order, uint8 (b, 3, size, size) per batch of the readable ones,
         each with the mask (n,) of the items of that batch that were read. Pixels come `batch`
         at a time, files as `spq.images` decodes them (its CHUNK)."""
@@ -113,7 +114,7 @@ class Split:
             yield from ((b, np.ones(len(b), bool)) for b in self.pixels.split(batch))
             return
         start = 0
-        for chunk in decode_stream(self.files, size, workers):
+        for chunk in decode_stream(self.files, size, workers, resize):
             ok = np.array([image is not None for image in chunk])
             self.unreadable(ok, start)
             start += len(chunk)
@@ -139,8 +140,9 @@ def warn_skipped(skipped: Dict[str, List[Path]]) -> None:
 
 
 def decode_dataset(splits: Dict[str, Split], size: int, workers: int = 0,
-                   budget_bytes: int = 1 << 62, spill_dir=None) -> ImageSet:
-    """Every split decoded at `size` into an ImageSet (pixels are taken as they are).
+                   budget_bytes: int = 1 << 62, spill_dir=None, resize: str = "crop") -> ImageSet:
+    """Every split decoded at `size` by the rule `resize` into an ImageSet (pixels are taken
+    as they are).
 
     When the files of all splits together exceed `budget_bytes` as uint8, they are
     memory-mapped from temporary files in `spill_dir` instead of held in RAM
@@ -148,7 +150,7 @@ def decode_dataset(splits: Dict[str, Split], size: int, workers: int = 0,
     on stderr that counts them; in a list file they are an error naming its line.
     """
     files = {name: s.files for name, s in splits.items() if s.files is not None}
-    decoded, on_disk = decode_splits(files, size, workers, budget_bytes, spill_dir)
+    decoded, on_disk = decode_splits(files, size, workers, budget_bytes, spill_dir, resize)
     loaded, skipped, ids = {}, {}, {}
     for name, split in splits.items():
         if split.files is None:

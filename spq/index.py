@@ -47,7 +47,7 @@ from .images import decode
 from .lists import outside
 from .model import SPQ, build_model
 from .options import HelpFormatter, add_dataset_options, check_dataset_options
-from .quantization import code_bits, code_dtype, encode
+from .quantization import code_bits, code_dtype, encode, reconstruct
 from .retrieval import describe
 
 FORMAT = "spq-index"
@@ -174,6 +174,7 @@ def build_index(model: SPQ, ckpt: Dict, checkpoint, options, split: str = "galle
     `spq.datasets.open_dataset`) into an Index; unreadable files of a folder are skipped with
     one warning line, in a list they are an error."""
     input_size = ckpt["args"]["input_size"]
+    resize = ckpt["args"].get("resize", "crop")          # the rule the model was trained with
     data_dir = options.data_dir
     splits = open_dataset(options)
     split = pick_split(splits, split, options)
@@ -182,7 +183,7 @@ def build_index(model: SPQ, ckpt: Dict, checkpoint, options, split: str = "galle
     codes, read = [], []
     with tqdm(total=len(source), desc="encoding", unit="img", leave=False, disable=None,
               dynamic_ncols=True, file=sys.stderr) as bar:
-        for images, ok in source.batches(input_size, workers, BATCH):
+        for images, ok in source.batches(input_size, workers, BATCH, resize):
             if len(images):
                 codes.append(encode(describe(model, images, input_size), model.codebooks).cpu())  # (b, M)
             read.append(ok)
@@ -197,7 +198,7 @@ def build_index(model: SPQ, ckpt: Dict, checkpoint, options, split: str = "galle
               f"(e.g. {first})", file=sys.stderr)
     args = ckpt["args"]
     config = {"dataset": options.dataset, "data_dir": str(Path(data_dir).resolve()), "split": split,
-              "input_size": input_size, "checkpoint": str(Path(checkpoint).resolve()),
+              "input_size": input_size, "resize": resize, "checkpoint": str(Path(checkpoint).resolve()),
               "epoch": ckpt["epoch"], "N_books": args["N_books"], "N_words": args["N_words"],
               "L_word": args["L_word"]}
     return Index(codebooks=model.codebooks.detach().float().cpu().contiguous(), codes=torch.cat(codes),
@@ -225,18 +226,21 @@ def query_class(image: Path, index: Index) -> Optional[str]:
 
 @torch.no_grad()
 def query_index(index: Index, model: SPQ, images: List[str], k: int,
-                distance: str = "euclidean") -> List[Dict]:
-    """The top k items of each query image, as dicts of its image, class and results."""
+                distance: str = "euclidean", sdc: bool = False) -> List[Dict]:
+    """The top k items of each query image, as dicts of its image, class and results; with
+    `sdc`, each query is coded too and compared codeword to codeword."""
     size = index.config["input_size"]
     pixels = []
     for image in images:
         if not Path(image).is_file():
             raise SPQError(f"query image {image} does not exist")
-        decoded = decode(image, size)
+        decoded = decode(image, size, index.config.get("resize", "crop"))
         if decoded is None:
             raise SPQError(f"query image {image} cannot be read as an image")
         pixels.append(torch.from_numpy(decoded))
     x = describe(model, torch.stack(pixels), size)                             # (n, M*L)
+    if sdc:
+        x = reconstruct(encode(x, index.codebooks), index.codebooks)           # (n, M*L)
     idx = torch.cat([i for _, i in search(x, index.codes, index.codebooks, k, distance)]).cpu()  # (n, k)
     dist = result_distances(x, index.codes, index.codebooks, idx, distance).cpu()  # (n, k)
     out = []
@@ -323,6 +327,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     q.add_argument("--distance", default="euclidean", choices=list(DISTANCES),
                    help="euclidean: sum over books of the distance to the codeword (the paper's "
                         "evaluation); squared: sum of squares, FAISS's ranking")
+    q.add_argument("--symmetric", action="store_true",
+                   help="code the query images too and compare codewords with codewords (SDC); "
+                        "default: their descriptors against the codes (ADC, the paper's)")
     q.add_argument("--json", action="store_true", help="print the results as one JSON document")
     q.add_argument("--grid", default=None, metavar="PNG",
                    help="also draw the results: one row per query, the query then its results, "
@@ -367,7 +374,7 @@ def _query(args, device) -> None:
     index = load_index(args.index)
     model, _ = load_model(args.checkpoint, device)
     check_same_model(index, model, args.index, args.checkpoint)
-    found = query_index(index, model, args.images, args.top_k, args.distance)
+    found = query_index(index, model, args.images, args.top_k, args.distance, args.symmetric)
     if args.grid:
         write_grid(found, index, args.tile, args.grid, args.data_dir)
     if args.json:

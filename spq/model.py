@@ -1,13 +1,19 @@
 """The SPQ network: a CIFAR ResNet-18 feature extractor and a product-quantization head,
 and the arithmetic its forward pass runs in."""
 import contextlib
+import functools
+from typing import Optional, Tuple
 
 import torch
 from torch import nn
 
+from .errors import SPQError
 from .quantization import code_bits, soft_quantize
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+BACKBONES = ("cifar_resnet18", "resnet18", "resnet50", "vgg16")
+TORCHVISION_WEIGHTS = {"resnet18": "ResNet18_Weights", "resnet50": "ResNet50_Weights", "vgg16": "VGG16_Weights"}
+HEADS = ("latest", "first")
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -62,18 +68,29 @@ class SPQ(nn.Module):
 
     `forward(images)` gives the real-valued descriptor x: (B, M*L);
     `quantize(x)` its soft quantization z: (B, M*L).
+
+    `features` (default: the CIFAR ResNet-18) maps images to `feature_dim` pooled
+    features. `head`: how the projection and the codebooks start, as in the authors'
+    released script: "latest" (its current version: a projection with bias, weights and
+    codebooks Xavier-uniform) or "first" (its first release: no bias, weights and
+    codebooks Xavier-normal with gain 0.1).
     """
 
     def __init__(self, num_books: int = 8, num_words: int = 16, word_len: int = 16,
-                 tau_q: float = 5.0):
+                 tau_q: float = 5.0, features: Optional[nn.Module] = None, feature_dim: int = 512,
+                 head: str = "latest"):
         super().__init__()
+        if head not in HEADS:
+            raise ValueError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
         self.num_books, self.num_words, self.word_len, self.tau_q = num_books, num_words, word_len, tau_q
-        self.features = CifarResNet18()
-        self.head = nn.Linear(512, num_books * word_len)
-        nn.init.xavier_uniform_(self.head.weight)
-        # Xavier-uniform over the (K, M*L) matrix, as the authors' single codebook tensor,
+        self.features = CifarResNet18() if features is None else features
+        first = head == "first"
+        self.head = nn.Linear(feature_dim, num_books * word_len, bias=not first)
+        init = functools.partial(nn.init.xavier_normal_, gain=0.1) if first else nn.init.xavier_uniform_
+        init(self.head.weight)
+        # initialised over the (K, M*L) matrix, as the authors' single codebook tensor,
         # then laid out as (M, K, L): codebooks[m, k] = C[k, m*L:(m+1)*L].
-        c = nn.init.xavier_uniform_(torch.empty(num_words, num_books * word_len))
+        c = init(torch.empty(num_words, num_books * word_len))
         self.codebooks = nn.Parameter(c.view(num_words, num_books, word_len).transpose(0, 1).contiguous())
 
     @property
@@ -90,8 +107,69 @@ class SPQ(nn.Module):
 
 def build_model(options) -> SPQ:
     """The SPQ network the options describe (N_books, N_words, L_word,
-    soft_quantization_scale), on the CPU."""
-    return SPQ(options.N_books, options.N_words, options.L_word, options.soft_quantization_scale)
+    soft_quantization_scale, backbone, head), on the CPU, with fresh weights (no
+    --pretrained: see `load_pretrained`)."""
+    backbone = getattr(options, "backbone", "cifar_resnet18")
+    features, dim = (None, 512) if backbone == "cifar_resnet18" else torchvision_backbone(backbone)
+    return SPQ(options.N_books, options.N_words, options.L_word, options.soft_quantization_scale,
+               features, dim, getattr(options, "head", "latest"))
+
+
+class Normalize(nn.Module):
+    """Images in [0, 1] standardised by ImageNet's channel means and deviations, as
+    torchvision's ImageNet weights expect."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, images):
+        return (images - self.mean) / self.std
+
+
+def torchvision_backbone(name: str) -> Tuple[nn.Module, int]:
+    """(features, their width) of one of torchvision's ImageNet networks without its
+    classifier: ResNet-18 and -50 up to their global average pooling (512, 2048), VGG-16 up
+    to fc7 (4096), each behind `Normalize`; torchvision's own initialisation."""
+    import torchvision.models as tvm
+    if name in ("resnet18", "resnet50"):
+        net = getattr(tvm, name)(weights=None)
+        dim, net.fc = net.fc.in_features, nn.Identity()
+    elif name == "vgg16":
+        net = tvm.vgg16(weights=None)
+        dim, net.classifier = net.classifier[-1].in_features, net.classifier[:-1]
+    else:
+        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+    return nn.Sequential(Normalize(), net), dim
+
+
+def load_pretrained(model: SPQ, backbone: str, source: str) -> None:
+    """Load ImageNet weights into `model`'s torchvision backbone: `source` "imagenet" takes
+    torchvision's IMAGENET1K_V1 weights through its weights API (its cache, else a
+    download), any other value is the path of such a state dict. The classifier's weights
+    are left out; every other weight must match (SPQError naming the source otherwise)."""
+    if backbone not in TORCHVISION_WEIGHTS:
+        raise SPQError(f"--pretrained needs a torchvision backbone (--backbone {', '.join(TORCHVISION_WEIGHTS)}); "
+                       f"{backbone} has no ImageNet weights")
+    if source == "imagenet":
+        import torchvision.models as tvm
+        state = getattr(tvm, TORCHVISION_WEIGHTS[backbone]).IMAGENET1K_V1.get_state_dict(progress=True)
+    else:
+        try:
+            state = torch.load(source, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise SPQError(f"--pretrained {source} cannot be read as a PyTorch state dict "
+                           f"({type(e).__name__})") from None
+    if not (isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values())):
+        raise SPQError(f"--pretrained {source} is not a state dict (a dictionary of tensors) of torchvision's {backbone}")
+    classifier = "fc." if backbone.startswith("resnet") else "classifier.6."
+    net = model.features[1]
+    try:
+        net.load_state_dict({k: v for k, v in state.items() if not k.startswith(classifier)}, strict=True)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0]
+        raise SPQError(f"--pretrained {source} does not fit torchvision's {backbone} ({first})") from None
 
 
 def autocast(device: torch.device, precision: str):

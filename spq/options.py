@@ -13,16 +13,19 @@ from typing import List, Optional, Set
 from .adc import DISTANCES
 from .augment import AUGMENTATIONS
 from .datasets import KINDS
-from .model import PRECISIONS
+from .images import RESIZE
+from .model import BACKBONES, HEADS, PRECISIONS
 from .schedule import SCHEDULES
 
 # Options that define the model or the method: a resumed run must keep them.
 METHOD_OPTIONS = ("N_books", "N_words", "L_word", "input_size", "soft_quantization_scale",
                   "contrastive_temperature", "batch_size", "lr", "weight_decay", "lr_schedule",
-                  "num_cls", "precision", "augment", "freeze_bn_after_eval")
+                  "num_cls", "precision", "augment", "freeze_bn_after_eval", "resize", "backbone",
+                  "head")
 # Method options added after checkpoints were first written, with the behaviour those
 # older checkpoints were trained with.
-LEGACY_METHOD = {"augment": "simclr", "freeze_bn_after_eval": False}
+LEGACY_METHOD = {"augment": "simclr", "freeze_bn_after_eval": False, "resize": "crop",
+                 "backbone": "cifar_resnet18", "head": "latest"}
 # Options whose command-line value is not compared with the checkpoint's.
 RUN_ONLY_OPTIONS = ("resume", "eval_only")
 # Options naming files or folders: stored absolute in a checkpoint.
@@ -60,7 +63,8 @@ def get_args_parser() -> argparse.ArgumentParser:
         "main_SPQ.py", allow_abbrev=False,
         description="Train SPQ (Self-supervised Product Quantization, Jang & Cho, ICCV 2021) "
                     "on CIFAR-10 or a folder of images without labels and evaluate retrieval "
-                    "mAP with asymmetric distances. Defaults reproduce the paper's CIFAR-10 32-bit setting.",
+                    "mAP with asymmetric distances. Defaults are the paper's CIFAR-10 32-bit setting, as "
+                    "the authors' released script runs it.",
         formatter_class=HelpFormatter)
     _hardware_options(p.add_argument_group("hardware"))
     g = p.add_argument_group("data")
@@ -137,6 +141,11 @@ def _image_options(g) -> None:
                         "decoded once to it: shorter side resized to it (bicubic), then the "
                         "central square cropped; paper: 32 for CIFAR-10, 64 advised by the "
                         "authors for FLICKR25K")
+    g.add_argument("--resize", default="crop", choices=list(RESIZE),
+                   help="how folder and list images are brought to --input_size when decoded: "
+                        "crop, the shorter side resized (bicubic) then the central square; "
+                        "stretch, the whole image resized to a square (bicubic), as the authors "
+                        "prepared FLICKR25K (64 x 64); CIFAR-10 images are used as they are")
     g.add_argument("--train_per_class", default=0, type=int, metavar="N",
                    help="keep only the first N training images of each class, in the data's "
                         "order (images; 0: all; paper: all); to try the program on a subset in "
@@ -154,6 +163,21 @@ def _image_options(g) -> None:
 
 
 def _method_options(g) -> None:
+    g.add_argument("--backbone", default="cifar_resnet18", choices=list(BACKBONES),
+                   help="the feature extractor: cifar_resnet18, the CIFAR ResNet-18 of the paper and "
+                        "the authors' code (3x3 stem, no max-pool, a 512-512 layer); or torchvision's "
+                        "resnet18, resnet50 (pooled features, 512 and 2048) or vgg16 (fc7, 4096), "
+                        "behind ImageNet's normalisation; the quantization head sits on its features")
+    g.add_argument("--pretrained", default=None, metavar="imagenet|FILE",
+                   help="a torchvision backbone starts from ImageNet weights: imagenet takes "
+                        "torchvision's IMAGENET1K_V1 weights (from its cache in $TORCH_HOME, else "
+                        "downloaded), FILE a state dict of that network saved with torch.save; used "
+                        "only when a run starts (a resumed run has its own weights)")
+    g.add_argument("--head", default="latest", choices=list(HEADS),
+                   help="how the projection and the codebooks start, as in the authors' released "
+                        "script: latest, its current version (projection with bias, Xavier-uniform "
+                        "weights and codebooks); first, its first release (no bias, Xavier-normal "
+                        "with gain 0.1); which one produced the paper's numbers is not known")
     g.add_argument("--N_books", default=8, type=int,
                    help="M, the number of codebooks (sub-spaces); paper: 8 for 32 bits")
     g.add_argument("--N_words", default=16, type=int,
@@ -167,8 +191,8 @@ def _method_options(g) -> None:
     g.add_argument("--contrastive_temperature", default=0.5, type=float,
                    help="t_cqc, temperature of the cross quantized contrastive loss; paper: 0.5")
     g.add_argument("--augment", default="authors", choices=list(AUGMENTATIONS),
-                   help="how the two views are made. authors: what the authors' script did on "
-                        "kornia 0.5.10, the run behind the paper's numbers (additive-brightness "
+                   help="how the two views are made. authors: what the authors' script does on "
+                        "kornia 0.5.10, the version it pins (additive-brightness "
                         "colour jitter, a fixed horizontal-only 3-tap blur, crops strictly "
                         "smaller than the image); simclr: the SimCLR pipeline the paper "
                         "describes, as kornia does it today (torchvision-style colour jitter, "
@@ -214,6 +238,10 @@ def _output_options(g) -> None:
                    help="mAP@Top_N: how many retrieved items each query's AP looks at; 0 means "
                         "the whole gallery; paper: 1000 on CIFAR-10, 5000 on FLICKR25K and "
                         "NUS-WIDE")
+    g.add_argument("--distance", default="adc", choices=["adc", "sdc"],
+                   help="adc: queries keep their descriptors and gallery items are codes "
+                        "(asymmetric, the paper's); sdc: queries are coded too, and each book "
+                        "compares two codewords (symmetric, as several peer methods also report)")
     g.add_argument("--adc_distance", default="euclidean", choices=list(DISTANCES),
                    help="how a query descriptor and a gallery code are compared: the sum over "
                         "books of the Euclidean distance to the selected codeword (euclidean: "
@@ -261,6 +289,9 @@ def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if not args.gpu_id.strip().isdigit():
         p.error(f"--gpu_id must be a CUDA device index such as 0, got {args.gpu_id!r}")
     check_dataset_options(p, args)
+    if args.pretrained and args.backbone == "cifar_resnet18":
+        p.error("--pretrained needs a torchvision backbone (--backbone resnet18, resnet50 or vgg16); "
+                "the CIFAR ResNet-18 has no ImageNet weights")
     if args.eval_only and not args.resume:
         p.error("--eval_only needs --resume PATH, the checkpoint to evaluate")
 

@@ -87,3 +87,12 @@ def encode(x: torch.Tensor, codebooks: torch.Tensor) -> torch.Tensor:
     """
     codes = exact_squared_distances(x, codebooks).argmin(dim=-1)       # (N, M)
     return codes.to(code_dtype(codebooks.shape[1]))
+
+
+def reconstruct(codes: torch.Tensor, codebooks: torch.Tensor) -> torch.Tensor:
+    """The descriptors codes stand for: per book, the codeword the code selects.
+
+    codes: (N, M) integer, codebooks: (M, K, L) -> (N, M*L) in the codebooks' dtype.
+    """
+    books = torch.arange(codebooks.shape[0], device=codebooks.device)
+    return codebooks[books, codes.long().to(codebooks.device)].reshape(codes.shape[0], -1)   # (N, M*L)

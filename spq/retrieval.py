@@ -2,7 +2,9 @@
 
 The gallery is stored as codes and each query keeps its real-valued descriptor
 (`encode_sets`); each query ranks the gallery by asymmetric distance (`spq.adc.search`;
-`distance` "euclidean", the paper's, or "squared", FAISS's), ties by gallery index. An
+`distance` "euclidean", the paper's, or "squared", FAISS's), ties by gallery index. With
+`sdc` (symmetric distances) the queries are coded too: a query is replaced by the
+codewords its code selects, so each book contributes the distance between two codewords. An
 item is relevant to a query when they share a label: class indices (N,) or multi-hot
 rows (N, C).
 - AP@n of a query: the mean, over the relevant items among its first n results, of the
@@ -21,18 +23,19 @@ import torch.nn.functional as F
 from .adc import search
 from .distributed import World, gather_shards, on_main, shard, share_buffers
 from .model import SPQ
-from .quantization import encode
+from .quantization import encode, reconstruct
 
 
 def measure_map(model: SPQ, gallery_images: torch.Tensor, gallery_labels: torch.Tensor,
                 query_images: torch.Tensor, query_labels: torch.Tensor, input_size: int,
                 top_k: Optional[int] = 1000, distance: str = "euclidean",
-                world: World = World(), batch_size: int = 256) -> float:
-    """mAP@top_k of the model: gallery stored as codes, queries as descriptors (ADC).
+                world: World = World(), batch_size: int = 256, sdc: bool = False) -> float:
+    """mAP@top_k of the model: gallery stored as codes, queries as descriptors (ADC), or
+    as codes too (`sdc`).
 
     With several processes, every one encodes its shard, rank 0 alone ranks, and every
     process receives the mAP."""
-    codes, queries = encode_sets(model, gallery_images, query_images, input_size, batch_size, world)
+    codes, queries = encode_sets(model, gallery_images, query_images, input_size, batch_size, world, sdc)
 
     def score():
         return mean_average_precision(queries, query_labels, codes, gallery_labels,
@@ -43,9 +46,9 @@ def measure_map(model: SPQ, gallery_images: torch.Tensor, gallery_labels: torch.
 def measure_all(model: SPQ, gallery_images: torch.Tensor, gallery_labels: torch.Tensor,
                 query_images: torch.Tensor, query_labels: torch.Tensor, input_size: int,
                 top_k: Optional[int] = 1000, distance: str = "euclidean",
-                world: World = World(), batch_size: int = 256) -> Dict[str, object]:
-    """Every metric of `retrieval_metrics` for the model (sharded as `measure_map`)."""
-    codes, queries = encode_sets(model, gallery_images, query_images, input_size, batch_size, world)
+                world: World = World(), batch_size: int = 256, sdc: bool = False) -> Dict[str, object]:
+    """Every metric of `retrieval_metrics` for the model (sharded and `sdc` as `measure_map`)."""
+    codes, queries = encode_sets(model, gallery_images, query_images, input_size, batch_size, world, sdc)
 
     def score():
         return retrieval_metrics(queries, query_labels, codes, gallery_labels,
@@ -55,9 +58,10 @@ def measure_all(model: SPQ, gallery_images: torch.Tensor, gallery_labels: torch.
 
 @torch.no_grad()
 def encode_sets(model: SPQ, gallery_images: torch.Tensor, query_images: torch.Tensor,
-                input_size: int, batch_size: int = 256,
-                world: World = World()) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Gallery codes (G, M) and query descriptors (Q, M*L), encoded in eval mode.
+                input_size: int, batch_size: int = 256, world: World = World(),
+                sdc: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Gallery codes (G, M) and query descriptors (Q, M*L), encoded in eval mode; with
+    `sdc`, the queries' reconstructions from their own codes instead.
 
     With several processes (`world`), each describes its shard of the images with rank
     0's BatchNorm statistics, and every process receives all descriptors. The model is
@@ -75,7 +79,10 @@ def encode_sets(model: SPQ, gallery_images: torch.Tensor, query_images: torch.Te
     model.eval()
     try:
         codes = encode(describe_all(gallery_images), model.codebooks)
-        return codes, describe_all(query_images)
+        queries = describe_all(query_images)
+        if sdc:
+            queries = reconstruct(encode(queries, model.codebooks), model.codebooks.detach().float())
+        return codes, queries
     finally:
         model.train(was_training)
 

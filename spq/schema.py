@@ -214,6 +214,9 @@ def _checkpoint_problem(ckpt: Dict) -> Optional[str]:
     best_epoch = ckpt.get("best_epoch")
     if best_epoch is not None and not (_is_int(best_epoch) and 1 <= best_epoch <= epoch and best is not None):
         return f"a best epoch of {best_epoch!r}"
+    env = ckpt.get("environment", {})
+    if not (isinstance(env, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())):
+        return "an environment record that is not a dictionary of strings"
     if "split" in ckpt:
         return _split_problem(ckpt["split"])
     return None

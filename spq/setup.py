@@ -10,11 +10,11 @@ from typing import Dict, Optional, Tuple
 import torch
 
 from .datasets import load_data
-from .device import memory_format, seed_everything
+from .device import environment, memory_format, seed_everything
 from .distributed import World
 from .errors import SPQError
 from .imageset import ImageSet
-from .model import SPQ, build_model
+from .model import SPQ, build_model, load_pretrained
 from .outdir import clean
 
 
@@ -33,6 +33,7 @@ class Setup:
     out: Path
     unevaluable: Optional[str]                                 # why mAP cannot be measured
     split: Dict[str, object]                                   # protocol, seed, hash, train_ids
+    environment: Dict[str, str]                                # hardware, torch, commit
 
     def say(self, *message) -> None:
         """Print on the main process only."""
@@ -55,7 +56,10 @@ def prepare(args, resume: Optional[str], ckpt, world: World, device: torch.devic
     refuse_leak(data.ids.get("test"), trained_on, resume)
     seed_everything(args.seed + world.rank)     # rank 0 draws what a single process draws
     layout = memory_format(device)
-    model = build_model(args).to(device, memory_format=layout)
+    model = build_model(args)
+    if args.pretrained and ckpt is None:
+        load_pretrained(model, args.backbone, args.pretrained)
+    model = model.to(device, memory_format=layout)
 
     def place(tensor, images=False):
         # streamed (memory-mapped) images stay on the host; their batches move when used
@@ -70,7 +74,7 @@ def prepare(args, resume: Optional[str], ckpt, world: World, device: torch.devic
     if world.main:
         prepare_output(out, resuming=ckpt is not None)
     return Setup(args, world, device, layout, data, model, train_images, gallery, queries, out,
-                 unevaluable, split)
+                 unevaluable, split, environment(device))
 
 
 def stored_ids(ids: Optional[list]):

@@ -10,6 +10,7 @@ from conftest import SMALL, assert_clean_failure, assert_same_weights, read_log,
 from spq.cifar10 import load_cifar10
 from spq.retrieval import encode_sets
 from spq.index import load_model
+from spq.quantization import encode
 from test_retrieval import map_loops, ranked_lists_loops
 
 
@@ -105,11 +106,44 @@ def test_eval_only_with_squared_distances(data, two_epochs, tmp_path):
     result = spq("--data_dir", data, "--resume", Path(out) / "best.pth", "--eval_only", "--device", "cpu",
                  "--output_dir", tmp_path, "--adc_distance", "squared")
     assert result.returncode == 0, result.stderr
-    assert "ADC distance: squared" in result.stdout
+    assert "distance: ADC, per book squared" in result.stdout
     written = json.loads((tmp_path / "retrieval.json").read_text())
     assert written["adc_distance"] == "squared"
     assert written["mAP"] == pytest.approx(map_loops(*run_sets(data, Path(out) / "best.pth"), 1000, squared=True),
                                            abs=1e-6)
+
+
+def sdc_map_loops(query_codes, qlabels, codes, glabels, books, top_k):
+    """mAP@top_k when queries are codes too: per book the Euclidean distance between the two
+    selected codewords, summed, ties by gallery index; plain loops."""
+    aps = []
+    for q in range(len(query_codes)):
+        dist = [sum(float((books[m, int(query_codes[q, m])] - books[m, int(codes[g, m])]).double().norm())
+                    for m in range(books.shape[0])) for g in range(len(codes))]
+        order = sorted(range(len(codes)), key=lambda g: (torch.tensor(dist[g]).float().item(), g))[:top_k]
+        hits, precisions = 0, []
+        for rank, g in enumerate(order, start=1):
+            if int(glabels[g]) == int(qlabels[q]):
+                hits += 1
+                precisions.append(hits / rank)
+        aps.append(sum(precisions) / len(precisions) if precisions else 0.0)
+    return sum(aps) / len(aps)
+
+
+def test_eval_only_with_symmetric_distances(data, two_epochs, tmp_path):
+    out, _ = two_epochs
+    result = spq("--data_dir", data, "--resume", Path(out) / "best.pth", "--eval_only", "--device", "cpu",
+                 "--output_dir", tmp_path, "--distance", "sdc")
+    assert result.returncode == 0, result.stderr
+    assert "distance: SDC, per book euclidean" in result.stdout
+    written = json.loads((tmp_path / "retrieval.json").read_text())
+    queries, qlabels, codes, glabels, books = run_sets(data, Path(out) / "best.pth")
+    query_codes = encode(queries, books)
+    assert written["distance"] == "sdc"
+    assert written["mAP"] == pytest.approx(sdc_map_loops(query_codes, qlabels, codes, glabels, books, 1000), abs=1e-6)
+    adc = spq("--data_dir", data, "--resume", Path(out) / "best.pth", "--eval_only", "--device", "cpu",
+              "--output_dir", tmp_path / "adc")
+    assert json.loads((tmp_path / "adc" / "retrieval.json").read_text())["mAP"] != written["mAP"]
 
 
 def test_resume_refuses_a_different_model(data, two_epochs):

@@ -98,7 +98,7 @@ def checkpoint(tmp_path_factory):
                           rows=[{"epoch": 1, "loss": 9.0, "lr": args.lr, "seconds": 0.0}])
     path = f"{args.output_dir}/last.pth"
     split = {"protocol": "lists", "seed": None, "hash": "0" * 64, "train_ids": None}
-    atomic_save(state.checkpoint(args, model, 1, split), path)
+    atomic_save(state.checkpoint(args, model, 1, split, {"hardware": "test", "torch": "-", "commit": "-"}), path)
     return path, model.eval()
 
 

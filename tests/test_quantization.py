@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from spq.quantization import code_dtype, encode, soft_quantize
+from spq.quantization import code_dtype, encode, reconstruct, soft_quantize
 
 
 def soft_quantize_loops(x, codebooks, tau_q):
@@ -70,3 +70,14 @@ def test_code_dtype_is_smallest_that_fits():
     assert code_dtype(2) == code_dtype(256) == torch.uint8
     assert code_dtype(512) == torch.int16
     assert code_dtype(2 ** 16) == torch.int32
+
+
+def test_reconstruct_takes_each_books_codeword():
+    gen = torch.Generator().manual_seed(5)
+    books = torch.randn(3, 4, 2, generator=gen)
+    codes = torch.randint(0, 4, (6, 3), generator=gen).to(torch.uint8)
+    out = reconstruct(codes, books)
+    for n in range(6):
+        expected = torch.cat([books[m, int(codes[n, m])] for m in range(3)])
+        assert torch.equal(out[n], expected)
+    assert torch.equal(encode(out, books), codes)           # a reconstruction codes to its own code
