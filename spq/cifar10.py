@@ -1,9 +1,11 @@
 """CIFAR-10 from the official python batches (`--dataset cifar10`), read without unpickling
 anything but arrays (`spq.safe_pickle`), and its download."""
+import hashlib
 import shutil
 from pathlib import Path
 from typing import Dict, Optional
 
+import numpy as np
 import torch
 
 from . import safe_pickle
@@ -109,6 +111,9 @@ def cifar10_splits(data_dir: str, num_classes: int = 10, download: bool = False,
     if len(images) != 60000:
         raise SPQError(f"{Path(data_dir) / FOLDER} holds {len(images)} images: a split of the pooled "
                        f"CIFAR-10 needs all 60,000")
+    if hashlib.sha256(labels.numpy().astype(np.int64).tobytes()).hexdigest() != split["source_sha256"]:
+        raise SPQError(f"{Path(data_dir) / FOLDER} is not the CIFAR-10 the split was drawn from (its labels "
+                       f"differ); draw the split from this copy")
 
     def take(ids):
         index = torch.tensor(ids, dtype=torch.int64)

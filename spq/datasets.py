@@ -36,8 +36,13 @@ def open_dataset(args) -> Dict[str, Split]:
         return open_folder(args.data_dir)
     if split is not None:      # the split's list files, beside its split.json
         folder = Path(args.split_file).parent
-        return open_lists(args.data_dir, folder / "train.txt", folder / "query.txt", folder / "database.txt",
-                          args.num_cls, args.allow_outside_data_dir)
+        splits = open_lists(args.data_dir, folder / "train.txt", folder / "query.txt", folder / "database.txt",
+                            args.num_cls, args.allow_outside_data_dir)
+        for name, key in (("train", "train"), ("test", "query"), ("gallery", "database")):
+            if splits[name].ids != split[key]:
+                raise SPQError(f"{folder / (key + '.txt')} does not list the {key} images of {args.split_file} "
+                               f"(it was changed after python -m spq.split wrote them); draw the split again")
+        return splits
     return open_lists(args.data_dir, args.train_list, args.query_list, args.gallery_list,
                       args.num_cls, args.allow_outside_data_dir)
 

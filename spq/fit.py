@@ -12,6 +12,7 @@ from .augment import make_augmentation
 from .checkpoint import FORMAT, VERSION, load_state, model_only, rng_state, set_rng_state
 from .device import seed_everything
 from .distributed import agree
+from .errors import SPQError
 from .fileio import append_jsonl, atomic_save, read_jsonl
 from .interrupt import Interrupted, StopRequest
 from .model import SPQ
@@ -32,6 +33,7 @@ def fit(setup: Setup, resume: Optional[str], ckpt) -> int:
     if state.start > args.epochs:
         setup.say(f"nothing to train: the checkpoint finished epoch {state.start - 1} of --epochs {args.epochs}")
         return 0
+    board = open_tensorboard(args.tensorboard) if args.tensorboard and world.main else None
     augment = make_augmentation(args.input_size, args.augment).to(setup.device)
     step = make_step(model, augment, state.optimizer, state.scaler, args, setup.device, setup.layout, world)
     model.train(not bn_frozen(args, state.best))
@@ -44,15 +46,35 @@ def fit(setup: Setup, resume: Optional[str], ckpt) -> int:
                   "after the first evaluation" + (" (frozen already)" if bn_frozen(args, state.best) else ""))
     if setup.unevaluable:
         setup.say(f"evaluation skipped: {setup.unevaluable}; training goes on, without best.pth")
-    with StopRequest() as stop:
-        for epoch in range(state.start, args.epochs + 1):
-            fit_epoch(setup, state, step, epoch, stop)
+    try:
+        with StopRequest() as stop:
+            for epoch in range(state.start, args.epochs + 1):
+                record = fit_epoch(setup, state, step, epoch, stop)
+                if board is not None:
+                    for name, value in record.items():
+                        if name not in ("epoch", "bits", "top_n") and isinstance(value, (int, float)):
+                            board.add_scalar(name, value, epoch)
+                    board.flush()
+    finally:
+        if board is not None:
+            board.close()
     return 0
 
 
-def fit_epoch(setup: Setup, state: "TrainingState", step, epoch: int, stop: StopRequest) -> None:
-    """Train (or finish) `epoch`, then evaluate when it is due, save and log it; raises
-    Interrupted, after saving, when a signal asked to stop."""
+def open_tensorboard(folder: str):
+    """A TensorBoard SummaryWriter on `folder`; SPQError saying what to install when the
+    tensorboard package is absent."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise SPQError("--tensorboard needs the tensorboard package, which is not installed: "
+                       "pip install tensorboard (or drop --tensorboard)") from None
+    return SummaryWriter(folder)
+
+
+def fit_epoch(setup: Setup, state: "TrainingState", step, epoch: int, stop: StopRequest) -> Dict:
+    """Train (or finish) `epoch`, then evaluate when it is due, save and log it; returns its
+    log row. Raises Interrupted, after saving, when a signal asked to stop."""
     args, world = setup.args, setup.world
     if state.progress is None:
         state.progress = EpochProgress(epoch, state.shuffle.get_state())
@@ -81,6 +103,7 @@ def fit_epoch(setup: Setup, state: "TrainingState", step, epoch: int, stop: Stop
         append_jsonl(setup.out / LOG, record, REMEDY)
     if agree(world, stop.signum is not None) and epoch < args.epochs:
         raise Interrupted(stop.signum, str(setup.out / "last.pth"), f"after epoch {epoch}")
+    return record
 
 
 def measure_epoch(setup: Setup, state: "TrainingState", epoch: int, record: Dict) -> bool:

@@ -72,7 +72,7 @@ class ImageSet:
 
     def why_not_evaluable(self) -> Optional[str]:
         """Why retrieval mAP cannot be measured on these images, or None when it can."""
-        if self.test_images is None:
+        if self.test_images is None or not len(self.test_images):
             return "there are no query images (a test/ folder, or --query_list)"
         if self.test_labels is None or self.gallery()[1] is None:
             return "mAP needs labels (class folders) for the queries and the gallery"

@@ -29,7 +29,8 @@ LEGACY_METHOD = {"augment": "simclr", "freeze_bn_after_eval": False, "resize": "
 # Options whose command-line value is not compared with the checkpoint's.
 RUN_ONLY_OPTIONS = ("resume", "eval_only")
 # Options naming files or folders: stored absolute in a checkpoint.
-PATH_OPTIONS = ("data_dir", "output_dir", "train_list", "query_list", "gallery_list", "split_file")
+PATH_OPTIONS = ("data_dir", "output_dir", "train_list", "query_list", "gallery_list", "split_file",
+                "tensorboard")
 
 
 def str2bool(value: str) -> bool:
@@ -248,6 +249,10 @@ def _output_options(g) -> None:
                         "the paper's and the authors' evaluation), or of its square (squared: "
                         "the squared distance to the item's reconstruction, as FAISS's IndexPQ "
                         "ranks)")
+    g.add_argument("--tensorboard", default=None, type=str, metavar="DIR",
+                   help="also write each epoch's loss, learning rate and metrics as TensorBoard "
+                        "scalars into DIR (needs the optional tensorboard package); log.jsonl "
+                        "stays the record")
     g.add_argument("--output_dir", default=".", type=str,
                    help="folder for log.jsonl, last.pth (every epoch) and best.pth (best mAP, "
                         "the model only); one training run at a time: a second run on a folder "

@@ -63,6 +63,11 @@ def merge_args(args, saved: Dict, explicit: Iterable[str], path) -> List[str]:
     """
     explicit = set(explicit)
     saved = {**LEGACY_METHOD, **saved}
+    typed_lists = explicit & {"train_list", "query_list", "gallery_list"}
+    if typed_lists and "split_file" not in explicit:       # typed images replace the run's split
+        saved["split_file"] = None
+    if "split_file" in explicit:                           # and a typed split the run's lists
+        saved.update(train_list=None, query_list=None, gallery_list=None)
     for name in METHOD_OPTIONS:
         if name in saved and name in explicit and getattr(args, name) != saved[name]:
             raise SPQError(f"--{name} {getattr(args, name)} differs from the checkpoint's "

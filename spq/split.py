@@ -124,6 +124,14 @@ def split_hash(ids: Dict[str, list], source: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def content_hash(split: Dict) -> str:
+    """The SHA-256 of everything split.json records but this hash itself (its sets, their
+    source, protocol, seed, sizes and counts): an edit anywhere shows."""
+    blob = json.dumps({k: v for k, v in split.items() if k != "content_sha256"}, sort_keys=True,
+                      separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
 def sizes_and_counts(drawn: Drawn, labels: np.ndarray, classes: Sequence[str]) -> Tuple[Dict, Dict]:
     sizes = {s: int(len(getattr(drawn, s))) for s in SETS}
     counts = {s: dict(zip(classes, labels[getattr(drawn, s)].sum(0).astype(int).tolist())) for s in SETS}
@@ -136,6 +144,12 @@ def collection(args) -> Tuple[np.ndarray, List[str], Optional[List[str]], str, s
         entries = read_list(args.list, args.data_dir, args.num_cls, allow_outside=False)
         text = Path(args.list).read_bytes()
         lines = [line for line in text.decode("utf-8-sig").splitlines() if line.strip()]
+        seen: Dict[str, int] = {}
+        for number, line in zip(entries.lines, lines):
+            first = seen.setdefault(item_path(line.strip(), args), number)
+            if first != number:
+                raise SPQError(f"{args.list}, line {number}: repeats the image of line {first}; a split "
+                               f"needs each image once (remove the repeated lines)")
         return (entries.labels.numpy().astype(bool), [str(c) for c in range(args.num_cls)],
                 [line.strip() for line in lines], str(Path(args.list).resolve()), hashlib.sha256(text).hexdigest())
     data = load_cifar10(args.data_dir)
@@ -194,7 +208,7 @@ def write_split(split: Dict, out: Path, force: bool = False) -> List[Path]:
         for s in SETS:
             atomic_write_bytes(out / f"{s}.txt", "".join(lines[i] + "\n" for i in getattr(drawn, s)).encode())
             written.append(out / f"{s}.txt")
-    atomic_save_json(split, out / "split.json")
+    atomic_save_json({**split, "content_sha256": content_hash(split)}, out / "split.json")
     return [out / "split.json"] + written
 
 
@@ -217,9 +231,15 @@ def read_split(path) -> Dict:
             else isinstance(i, str) for i in items)
         if not ok:
             raise SPQError(f"{path}: its {s} set is not a list of {'item numbers' if kind == 'cifar10' else 'paths'}")
-    if split.get("hash") != split_hash({s: split[s] for s in SETS}, split.get("source_sha256")):
-        raise SPQError(f"{path} was changed after python -m spq.split wrote it (its hash does not match "
-                       f"its sets); draw it again")
+    if split.get("content_sha256") != content_hash(split) or \
+            split.get("hash") != split_hash({s: split[s] for s in SETS}, split.get("source_sha256")):
+        raise SPQError(f"{path} was changed after python -m spq.split wrote it (its hashes do not match "
+                       f"its contents); draw it again")
+    counts = split.get("per_class")
+    if not (split.get("protocol") in PROTOCOLS and kind in ("cifar10", "list")
+            and isinstance(counts, dict) and set(counts) == set(SETS)
+            and all(isinstance(c, dict) and c for c in counts.values())):
+        raise SPQError(f"{path} lacks its protocol, dataset or counts per class; draw it again")
     if set(split["query"]) & set(split["database"]) or not set(split["train"]) <= set(split["database"]):
         raise SPQError(f"{path}: its queries meet its database, or its training images lie outside it")
     return split
@@ -258,6 +278,10 @@ def main(argv=None) -> int:
     if args.protocol != "custom" and any(getattr(args, n) is not None for n in
                                          ("query", "query_per_class", "train", "train_per_class")):
         parser.error("--query, --query_per_class, --train and --train_per_class go with the custom protocol")
+    if args.train is not None and args.train_per_class is not None:
+        parser.error("give one of --train N and --train_per_class N, not both")
+    if 0 in (args.query, args.query_per_class):
+        parser.error("a split needs queries: --query and --query_per_class must be at least 1")
 
     def work():
         split = make_split(args)

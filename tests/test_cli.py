@@ -1,6 +1,7 @@
 """main_SPQ.py end to end through its command line, on a small dataset in the real format."""
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -206,3 +207,28 @@ def test_help_lists_every_option():
                    "--epochs", "--lr", "--weight_decay", "--seed", "--device", "--resume", "--eval_only",
                    "--lr_schedule", "--precision", "--compile", "--dataset", "--images_in_memory_gb"]:
         assert option in result.stdout, option
+
+
+def test_tensorboard_holds_each_epochs_scalars(data, tmp_path):
+    pytest.importorskip("tensorboard", reason="tensorboard is not installed (optional)")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    out, board = tmp_path / "run", tmp_path / "board"
+    result = spq("--data_dir", data, "--output_dir", out, "--epochs", 2, "--eval_epoch", 2,
+                 "--tensorboard", board, *SMALL)
+    assert result.returncode == 0, result.stderr
+    events = EventAccumulator(str(board))
+    events.Reload()
+    log = read_log(out)
+    assert set(events.Tags()["scalars"]) == {"loss", "lr", "seconds", "mAP", "eval_seconds"}
+    for name in ("loss", "lr"):
+        assert [(e.step, e.value) for e in events.Scalars(name)] == \
+            [(r["epoch"], pytest.approx(r[name], rel=1e-6)) for r in log]
+    assert [(e.step, pytest.approx(e.value, rel=1e-6)) for e in events.Scalars("mAP")] == [(2, log[1]["mAP"])]
+
+
+def test_tensorboard_without_the_package_is_one_line(data, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)        # import fails
+    result = spq("--data_dir", data, "--output_dir", tmp_path / "run", "--epochs", 1,
+                 "--tensorboard", tmp_path / "board", *SMALL)
+    assert_clean_failure(result, 1, "--tensorboard needs the tensorboard package", "pip install tensorboard")
+    assert not (tmp_path / "board").exists()
