@@ -30,5 +30,20 @@ LAYERS = (
     ("a run: training to --epochs, --eval_only, main_SPQ.py's run",
      ("fit", "evaluate", "run")),
     ("tools on trained models, and the crash tests' fault points",
-     ("index", "grid", "faiss_export", "plot", "prepare", "results", "faults")),
+     ("index", "grid", "faiss_export", "plot", "prepare", "results", "api", "export", "faults")),
 )
+
+__all__ = ["load", "Model", "search"]      # the Python API, spq/api.py (docs/api.md)
+
+
+def __getattr__(name):
+    """spq.load, spq.Model and spq.search, imported from spq.api on first use: `import spq`
+    alone stays light (no torch)."""
+    if name in __all__:
+        from . import api
+        return getattr(api, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *__all__])

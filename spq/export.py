@@ -83,8 +83,8 @@ def checkpoint_of_index(index: Index) -> Dict:
     path = index.config.get("checkpoint")
     record = {"path": path, "sha256": None, "epoch": index.config.get("epoch")}
     try:
-        ckpt = load_checkpoint(path)
-        same = torch.equal(ckpt["model"]["codebooks"].float(), index.codebooks)
+        ckpt = load_checkpoint(path) if path else None
+        same = ckpt is not None and torch.equal(ckpt["model"]["codebooks"].float(), index.codebooks)
     except SPQError:
         same = False
     if same:

@@ -72,14 +72,14 @@ def decode(path, size: int, resize: str = "crop") -> Optional[np.ndarray]:
         if resize == "stretch":
             if (w, h) != (size, size):
                 im = im.resize((size, size), Image.Resampling.BICUBIC)
-            return np.array(im).transpose(2, 0, 1)
+            return np.ascontiguousarray(np.array(im).transpose(2, 0, 1))
         scale = size / min(w, h)
         new = (max(size, round(w * scale)), max(size, round(h * scale)))
         if new != (w, h):
             im = im.resize(new, Image.Resampling.BICUBIC)
         left, top = (new[0] - size) // 2, (new[1] - size) // 2
         im = im.crop((left, top, left + size, top + size))
-        return np.array(im).transpose(2, 0, 1)     # (H, W, 3) -> (3, H, W)
+        return np.ascontiguousarray(np.array(im).transpose(2, 0, 1))     # (H, W, 3) -> (3, H, W)
     except Exception:  # truncated, corrupt, not an image, a decompression bomb: all unreadable
         return None
 

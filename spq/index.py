@@ -21,10 +21,22 @@ of the nearest folder above it that names a class of the index (so queries from 
 dataset's own test/<class>/ folders are labelled); results are then marked as of the
 same class or not. A multi-label (list) index shows each item's labels; its queries
 have none.
+
+Every value of an index file is checked on load (`_validate`), before any is used: types,
+shapes, ranges (`config.input_size` within the training's bound `spq.schema.MAX_INPUT_SIZE`),
+finite codebooks whose shape the configuration repeats, class names that are strings.
+Stored paths stay inside the data folder: a relative path may not climb out with ..,
+and an absolute one (a list file's path outside --data_dir) is accepted only from a build
+that recorded `config.allow_outside_data_dir` (an index written before that record
+existed cannot hold one: build it again). A query refuses, before decoding anything,
+more query pixels than MAX_QUERY_BYTES, a --tile outside MIN_TILE..MAX_TILE and a --grid
+picture over MAX_GRID_PIXELS; a checkpoint must hold finite weights and have been
+trained at the index's input size.
 """
 import argparse
 import json
 import os
+import posixpath
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,22 +49,31 @@ from tqdm import tqdm
 from .adc import DISTANCES, result_distances, search
 from .checkpoint import load_checkpoint, load_state
 from .cifar10 import load_cifar10
-from .datasets import gallery_split, open_dataset
+from .datasets import KINDS, gallery_split, open_dataset
 from .device import memory_format, resolve_device
 from .errors import SPQError, exit_status
 from .fileio import atomic_save, read_tagged
-from .grid import QUERY, result_colour, save_grid
+from .grid import QUERY, grid_size, result_colour, save_grid
 from .imageset import Split
-from .images import decode
+from .images import RESIZE, decode
 from .lists import outside
 from .model import SPQ, build_model
 from .options import HelpFormatter, add_dataset_options, check_dataset_options
 from .quantization import code_bits, code_dtype, encode, reconstruct
 from .retrieval import describe
+from .schema import MAX_EPOCHS, MAX_INPUT_SIZE
 
 FORMAT = "spq-index"
 VERSION = 1
 BATCH = 256          # CIFAR-10 images per encoding batch (image files come CHUNK at a time)
+
+# what an index file and a query may ask for (refused with one line before any work)
+SPLITS = ("train", "test", "gallery")
+MIN_TILE, MAX_TILE = 8, 1024    # --tile, pixels
+MAX_GRID_PIXELS = 2 ** 25       # a --grid picture: 32 Mi pixels, 96 MiB as RGB
+MAX_QUERY_BYTES = 2 ** 31       # the query images' uint8 pixels plus one batch of them as float32
+CONFIG_TYPES = {"dataset": str, "data_dir": str, "split": str, "checkpoint": str, "input_size": int,
+                "epoch": int, "N_books": int, "N_words": int, "L_word": int}
 
 
 @dataclass
@@ -97,32 +118,107 @@ class Index:
 
 
 def _validate(d: Dict) -> Optional[str]:
-    """What is wrong with a loaded index dict, or None."""
+    """What is wrong with a loaded index dict, or None: each part in turn."""
+    return _codes_problem(d) or _config_problem(d) or _items_problem(d) or _labels_problem(d)
+
+
+def _shown(value) -> str:
+    """A stored value in a message: its repr, cut short."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_a(value, kind) -> bool:
+    return isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+
+
+def _codes_problem(d: Dict) -> Optional[str]:
     books, codes = d.get("codebooks"), d.get("codes")
-    if not (isinstance(books, torch.Tensor) and books.ndim == 3 and books.is_floating_point()):
-        return "no (M, K, L) codebooks"
+    if not (isinstance(books, torch.Tensor) and books.ndim == 3 and books.dtype == torch.float32
+            and min(books.shape) > 0):
+        return "no (M, K, L) float32 codebooks"
+    if not torch.isfinite(books).all():
+        return "codebooks that are not finite (NaN or inf)"
     m_books, k_words, _ = books.shape
     if not (isinstance(codes, torch.Tensor) and codes.ndim == 2 and codes.shape[1] == m_books
             and codes.dtype == code_dtype(k_words)):
         return f"no (G, {m_books}) codes of dtype {code_dtype(k_words)}"
-    g = codes.shape[0]
-    if g and (int(codes.min()) < 0 or int(codes.max()) >= k_words):
+    if len(codes) and (int(codes.min()) < 0 or int(codes.max()) >= k_words):
         return f"codes outside 0..{k_words - 1}"
-    positions, paths, labels, classes = (d.get(k) for k in ("positions", "paths", "labels", "classes"))
-    if not (isinstance(positions, torch.Tensor) and positions.shape == (g,)):
-        return f"no ({g},) item positions"
-    if paths is not None and not (isinstance(paths, str) and g and paths.count("\n") == g - 1):
-        return f"paths that are not {g} lines"
-    if labels is not None:
-        if not (isinstance(labels, torch.Tensor) and isinstance(classes, list) and (
-                (labels.shape == (g,) and labels.dtype == torch.int64) or
-                (labels.shape == (g, len(classes)) and labels.dtype == torch.uint8))):
-            return f"labels that are not ({g},) class indices or ({g}, C) multi-hot rows with class names"
-        if g and (int(labels.min()) < 0 or int(labels.max()) >= (2 if labels.ndim == 2 else len(classes))):
-            return "labels outside its classes"
-    config = d.get("config")
-    if not (isinstance(config, dict) and isinstance(config.get("input_size"), int)):
+    return None
+
+
+def _config_problem(d: Dict) -> Optional[str]:
+    """The configuration's fields: types, ranges, and the codebooks' shape (M, K, L)."""
+    config = d["config"] if isinstance(d.get("config"), dict) else None
+    if config is None:
         return "no configuration"
+    wrong = next((k for k, kind in CONFIG_TYPES.items() if not _is_a(config.get(k), kind)), None)
+    if wrong:
+        kind = "an integer" if CONFIG_TYPES[wrong] is int else "a string"
+        return f"config.{wrong} {_shown(config.get(wrong))}, not {kind}"
+    if not 1 <= config["input_size"] <= MAX_INPUT_SIZE:
+        return (f"config.input_size {config['input_size']}, outside 1..{MAX_INPUT_SIZE} "
+                f"(the bound of --input_size)")
+    shape = dict(zip(("N_books", "N_words", "L_word"), d["codebooks"].shape))
+    checks = [("dataset", config["dataset"] in KINDS, f"not one of {', '.join(KINDS)}"),
+              ("split", config["split"] in SPLITS, f"not one of {', '.join(SPLITS)}"),
+              ("epoch", 0 <= config["epoch"] <= MAX_EPOCHS, f"outside 0..{MAX_EPOCHS}"),
+              *((k, config[k] == n, f"though its codebooks have {n}") for k, n in shape.items()),
+              ("resize", config.get("resize", RESIZE[0]) in RESIZE, f"not one of {', '.join(RESIZE)}"),
+              ("allow_outside_data_dir", _is_a(config.get("allow_outside_data_dir", False), bool),
+               "not true or false")]
+    return next((f"config.{k} {_shown(config.get(k))}, {why}" for k, ok, why in checks if not ok), None)
+
+
+def _items_problem(d: Dict) -> Optional[str]:
+    """Each item's position, and its file for folder and list indexes (see `_path_problem`)."""
+    g, positions, paths, config = len(d["codes"]), d.get("positions"), d.get("paths"), d["config"]
+    if not (isinstance(positions, torch.Tensor) and positions.shape == (g,) and positions.dtype == torch.int64):
+        return f"no ({g},) int64 item positions"
+    if g and int(positions.min()) < 0:
+        return "negative item positions"
+    if (paths is None) != (config["dataset"] == "cifar10"):
+        return f"{'no ' if paths is None else ''}item paths for a {config['dataset']} index"
+    if paths is None:
+        return None
+    if not (isinstance(paths, str) and g and paths.count("\n") == g - 1):
+        return f"paths that are not {g} lines"
+    allow = config.get("allow_outside_data_dir", False)
+    return next(filter(None, (_path_problem(name, allow) for name in paths.split("\n"))), None)
+
+
+def _path_problem(name: str, allow_absolute: bool) -> Optional[str]:
+    """An item's file must lie in the data folder: relative, not climbing out with .., or
+    absolute when the build allowed list paths outside --data_dir."""
+    if not name:
+        return "an empty item path"
+    if os.path.isabs(name) or posixpath.isabs(name):
+        return None if allow_absolute else (
+            f"the absolute item path {_shown(name)}, outside its data folder, and no record that "
+            f"it was built with --allow_outside_data_dir")
+    parts = posixpath.normpath(name.replace("\\", "/"))
+    if parts == ".." or parts.startswith("../"):
+        return f"the item path {_shown(name)}, outside its data folder (it climbs out with ..)"
+    return None
+
+
+def _labels_problem(d: Dict) -> Optional[str]:
+    """Class names are strings; labels are class indices or multi-hot rows, one name each."""
+    g, labels, classes = len(d["codes"]), d.get("labels"), d.get("classes")
+    if classes is not None and not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
+        return "classes that are not a list of names (strings)"
+    if labels is None:
+        return None
+    if classes is None:
+        return "labels but no classes naming them"
+    if not (isinstance(labels, torch.Tensor) and (
+            (labels.shape == (g,) and labels.dtype == torch.int64) or
+            (labels.shape == (g, len(classes)) and labels.dtype == torch.uint8))):
+        return (f"labels that are not ({g},) class indices or ({g}, {len(classes)}) multi-hot rows "
+                f"for its {len(classes)} classes")
+    if g and (int(labels.min()) < 0 or int(labels.max()) >= (2 if labels.ndim == 2 else len(classes))):
+        return "labels outside its classes"
     return None
 
 
@@ -141,9 +237,18 @@ def load_index(path) -> Index:
 def load_model(checkpoint, device: torch.device) -> Tuple[SPQ, Dict]:
     """The checkpoint's network on `device` in eval mode, and the checkpoint."""
     ckpt = load_checkpoint(checkpoint)
+    check_finite(ckpt["model"], checkpoint)
     model = build_model(argparse.Namespace(**ckpt["args"])).to(device, memory_format=memory_format(device))
     load_state(model, ckpt["model"], "model", checkpoint)
     return model.eval(), ckpt
+
+
+def check_finite(state: Dict[str, torch.Tensor], checkpoint) -> None:
+    """SPQError naming the first weight of a model state that is NaN or infinite."""
+    bad = next((k for k, t in state.items() if t.is_floating_point() and not torch.isfinite(t).all()), None)
+    if bad is not None:
+        raise SPQError(f"{checkpoint}: its model weight {bad} is not finite (NaN or inf): the "
+                       f"training diverged or the file is damaged; use another checkpoint")
 
 
 def pick_split(splits: Dict[str, Split], split: str, options) -> str:
@@ -200,7 +305,8 @@ def build_index(model: SPQ, ckpt: Dict, checkpoint, options, split: str = "galle
     config = {"dataset": options.dataset, "data_dir": str(Path(data_dir).resolve()), "split": split,
               "input_size": input_size, "resize": resize, "checkpoint": str(Path(checkpoint).resolve()),
               "epoch": ckpt["epoch"], "N_books": args["N_books"], "N_words": args["N_words"],
-              "L_word": args["L_word"]}
+              "L_word": args["L_word"],
+              "allow_outside_data_dir": bool(getattr(options, "allow_outside_data_dir", False))}
     return Index(codebooks=model.codebooks.detach().float().cpu().contiguous(), codes=torch.cat(codes),
                  positions=torch.from_numpy(kept).long(),
                  paths=None if paths is None else [paths[i] for i in kept],
@@ -214,6 +320,36 @@ def check_same_model(index: Index, model: SPQ, index_path, checkpoint) -> None:
         raise SPQError(f"{index_path} was built with another model than {checkpoint} (their "
                        f"codebooks differ); query with the checkpoint it was built from: "
                        f"{index.config.get('checkpoint')}")
+
+
+def check_same_input(index: Index, ckpt: Dict, index_path, checkpoint) -> None:
+    """SPQError unless the checkpoint's model takes images as the index was built: its
+    --input_size and --resize."""
+    built = (index.config["input_size"], index.config.get("resize", "crop"))
+    takes = (ckpt["args"]["input_size"], ckpt["args"].get("resize", "crop"))
+    if built != takes:
+        raise SPQError(f"{index_path} was built at input_size {built[0]} ({built[1]}), but "
+                       f"{checkpoint} takes input_size {takes[0]} ({takes[1]}); query with the "
+                       f"checkpoint it was built from: {index.config['checkpoint']}")
+
+
+def check_query_size(count: int, size: int) -> None:
+    """SPQError when `count` query images at `size` pixels would take more than MAX_QUERY_BYTES:
+    their uint8 pixels, plus one batch of them as float32 for the network."""
+    need = (count + 4 * min(count, BATCH)) * 3 * size * size
+    if need > MAX_QUERY_BYTES:
+        raise SPQError(f"{count} query image(s) at input_size {size} would need {need / 2 ** 30:.1f} "
+                       f"GiB for their pixels, over the {MAX_QUERY_BYTES / 2 ** 30:.0f} GiB allowed; "
+                       f"query fewer images at a time")
+
+
+def check_grid(rows: int, cols: int, tile: int) -> None:
+    """SPQError when --grid's picture of `rows` x `cols` tiles would exceed MAX_GRID_PIXELS."""
+    width, height = grid_size(rows, cols, tile)
+    if width * height > MAX_GRID_PIXELS:
+        raise SPQError(f"--grid of {rows} row(s) of {cols} pictures at --tile {tile} would be {width} x "
+                       f"{height} pixels ({width * height * 3 / 2 ** 20:.0f} MiB), over the "
+                       f"{MAX_GRID_PIXELS} pixels allowed; lower --tile or --top_k, or query fewer images")
 
 
 def query_class(image: Path, index: Index) -> Optional[str]:
@@ -230,15 +366,16 @@ def query_index(index: Index, model: SPQ, images: List[str], k: int,
     """The top k items of each query image, as dicts of its image, class and results; with
     `sdc`, each query is coded too and compared codeword to codeword."""
     size = index.config["input_size"]
-    pixels = []
-    for image in images:
+    check_query_size(len(images), size)
+    pixels = torch.empty((len(images), 3, size, size), dtype=torch.uint8)
+    for i, image in enumerate(images):
         if not Path(image).is_file():
             raise SPQError(f"query image {image} does not exist")
         decoded = decode(image, size, index.config.get("resize", "crop"))
         if decoded is None:
             raise SPQError(f"query image {image} cannot be read as an image")
-        pixels.append(torch.from_numpy(decoded))
-    x = describe(model, torch.stack(pixels), size)                             # (n, M*L)
+        pixels[i] = torch.from_numpy(decoded)
+    x = describe(model, pixels, size, BATCH)                                   # (n, M*L)
     if sdc:
         x = reconstruct(encode(x, index.codebooks), index.codebooks)           # (n, M*L)
     idx = torch.cat([i for _, i in search(x, index.codes, index.codebooks, k, distance)]).cpu()  # (n, k)
@@ -278,13 +415,18 @@ def result_pixels(index: Index, items: List[int], tile: int, data_dir=None) -> L
     if data_dir is None:   # the stored folder is only shown: batches are read where the user says
         raise SPQError(f"--grid of a CIFAR-10 index needs --data_dir, the folder holding "
                        f"cifar-10-batches-py/ (the index was built from {index.config['data_dir']})")
-    data = load_cifar10(data_dir, len(index.classes))
+    data = load_cifar10(data_dir, 10 if index.classes is None else len(index.classes))
     images = data.test_images if index.config["split"] == "test" else data.train_images
+    far = max((int(index.positions[i]) for i in items), default=-1)
+    if far >= len(images):
+        raise SPQError(f"the index names image {far} of CIFAR-10's {index.config['split']} split, which "
+                       f"has {len(images)} in {data_dir}; give the --data_dir it was built from")
     return [images[int(index.positions[i])].numpy() for i in items]
 
 
 def write_grid(found: List[Dict], index: Index, tile: int, path, data_dir=None) -> None:
     """One row per query: the query, then its results framed by whether they share its class."""
+    check_grid(len(found), 1 + max((len(q["results"]) for q in found), default=0), tile)
     pixels = result_pixels(index, [r["item"] for q in found for r in q["results"]], tile, data_dir)
     rows, at = [], 0
     for q in found:
@@ -334,7 +476,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     q.add_argument("--grid", default=None, metavar="PNG",
                    help="also draw the results: one row per query, the query then its results, "
                         "framed green (same class) or red (another class)")
-    q.add_argument("--tile", default=64, type=int, help="--grid: side of each picture in pixels")
+    q.add_argument("--tile", default=64, type=int,
+                   help=f"--grid: side of each picture in pixels ({MIN_TILE} to {MAX_TILE}; the "
+                        f"whole picture at most {MAX_GRID_PIXELS} pixels)")
     q.add_argument("--data_dir", default=None,
                    help="--grid: where the collection's images are now (default for a folder "
                         "index: where it was built from; a CIFAR-10 index needs it, so that "
@@ -369,11 +513,15 @@ def _build(args, device) -> None:
 def _query(args, device) -> None:
     if args.top_k < 1:
         raise SPQError(f"--top_k must be at least 1, got {args.top_k}")
-    if args.tile < 8:
-        raise SPQError(f"--tile must be at least 8 pixels, got {args.tile}")
+    if not MIN_TILE <= args.tile <= MAX_TILE:
+        raise SPQError(f"--tile must be {MIN_TILE} to {MAX_TILE} pixels, got {args.tile}")
     index = load_index(args.index)
-    model, _ = load_model(args.checkpoint, device)
+    check_query_size(len(args.images), index.config["input_size"])
+    if args.grid:
+        check_grid(len(args.images), 1 + min(args.top_k, len(index)), args.tile)
+    model, ckpt = load_model(args.checkpoint, device)
     check_same_model(index, model, args.index, args.checkpoint)
+    check_same_input(index, ckpt, args.index, args.checkpoint)
     found = query_index(index, model, args.images, args.top_k, args.distance, args.symmetric)
     if args.grid:
         write_grid(found, index, args.tile, args.grid, args.data_dir)

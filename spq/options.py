@@ -8,6 +8,7 @@ command runs unchanged:
     python main_SPQ.py --gpu_id=0 --batch_size=256 --N_books=8 --N_words=16 --eval_epoch=100
 """
 import argparse
+import math
 from typing import List, Optional, Set
 
 from .adc import DISTANCES
@@ -273,24 +274,39 @@ def _output_options(g) -> None:
                  "(OUTPUT_DIR: the checkpoint's folder unless --output_dir is given)")
 
 
+# The range of every numeric option, inclusive: the command line and a checkpoint's stored
+# options are both checked against it (spq.schema runs _check on stored values). Floats must
+# also be finite. Sizes the machine cannot hold are refused later, where the machine is
+# known (spq.device.check_memory).
+MAX_INPUT_SIZE = 4096
+RANGES = {
+    "N_books": (1, 4096), "N_words": (2, 2 ** 16), "L_word": (1, 4096), "input_size": (8, MAX_INPUT_SIZE),
+    "epochs": (1, 10 ** 7), "eval_epoch": (1, 10 ** 7), "batch_size": (2, 2 ** 20),
+    "soft_quantization_scale": (1e-6, 1e6), "contrastive_temperature": (1e-4, 1e4),
+    "lr": (0.0, 10.0), "weight_decay": (0.0, 10.0), "images_in_memory_gb": (0.0, 2.0 ** 20),
+    "Top_N": (0, 2 ** 31), "num_workers": (0, 1024), "train_per_class": (0, 2 ** 31),
+    "query_per_class": (0, 2 ** 31), "num_cls": (1, 10 ** 5), "seed": (0, 2 ** 32 - 2 ** 16),
+}
+
+
 def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Reject values that cannot work, before any work starts (exits with status 2)."""
-    positive = ["N_books", "N_words", "L_word", "input_size", "epochs", "eval_epoch",
-                "soft_quantization_scale", "contrastive_temperature"]
-    for name in positive:
-        if getattr(args, name) <= 0:
-            p.error(f"--{name} must be positive, got {getattr(args, name)}")
-    for name in ["lr", "Top_N", "weight_decay", "num_workers", "images_in_memory_gb", "train_per_class",
-                 "query_per_class"]:
-        if getattr(args, name) < 0:
-            p.error(f"--{name} must be zero or positive, got {getattr(args, name)}")
     k = args.N_words
     if k < 2 or k & (k - 1):
         p.error(f"--N_words must be a power of two of at least 2 (bits = N_books x log2(N_words)), "
                 f"got {k}; try {max(2, 1 << (k.bit_length() - 1))} or {1 << k.bit_length()}")
-    if args.batch_size < 2:
-        p.error(f"--batch_size must be at least 2 (the contrastive loss needs negatives), "
-                f"got {args.batch_size}")
+    for name, (low, high) in RANGES.items():
+        value = getattr(args, name)
+        if isinstance(value, float) and not math.isfinite(value):
+            p.error(f"--{name} must be a finite number, got {value}")
+        if not low <= value <= high:
+            if low == 0:
+                kind = f"zero or positive, at most {high}"
+            elif low in (1, 1e-6, 1e-4):
+                kind = f"positive, from {low} to {high}"
+            else:
+                kind = f"at least {low} and at most {high}"
+            p.error(f"--{name} must be {kind}, got {value}")
     if not args.gpu_id.strip().isdigit():
         p.error(f"--gpu_id must be a CUDA device index such as 0, got {args.gpu_id!r}")
     check_dataset_options(p, args)

@@ -20,8 +20,8 @@ import torch
 from . import options
 from .errors import SPQError
 
-MAX_EPOCHS = 10 ** 7
-MAX_INPUT_SIZE = 4096       # 3 x 4096^2 bytes = 48 MiB per decoded image
+MAX_EPOCHS = options.RANGES["epochs"][1]
+MAX_INPUT_SIZE = options.MAX_INPUT_SIZE
 PLAIN = (str, int, float, bool, type(None))
 
 
@@ -91,8 +91,6 @@ def check_options(saved: Any) -> Optional[str]:
         options._check(_Raising(), values)
     except _Refusal as e:
         return f"its options are invalid ({e})"
-    if values.input_size > MAX_INPUT_SIZE:
-        return f"its --input_size {values.input_size} exceeds {MAX_INPUT_SIZE}"
     return None
 
 

@@ -201,14 +201,16 @@ MALFORMED = {
     "mid_epoch step": (lambda c: c.__setitem__("mid_epoch", {
         "epoch": 3, "shuffle_state": torch.get_rng_state(), "step": -1, "loss_sum": torch.tensor(1.0),
         "seconds": 0.0}), "mid-epoch step -1"),
-    "N_books huge": (set_arg("N_books", 10 ** 6), "options N_books 1000000, N_words 16, L_word 16 that "
-                                                  "describe more parameters than its"),
+    "N_books huge": (set_arg("N_books", 10 ** 6), "--N_books must be positive, from 1 to 4096, got 1000000"),
+    "books too many for the file": (lambda c: c["args"].update(N_books=4096, L_word=4096),
+                                    "options N_books 4096, N_words 16, L_word 4096 that describe more "
+                                    "parameters than its"),
     "N_words not 2^k": (set_arg("N_words", 12), "--N_words must be a power of two"),
     "lr a string": (set_arg("lr", "fast"), "option --lr: 'fast' is not a value"),
     "bool an int": (set_arg("compile", 2), "option --compile: 2 is not a value"),
     "choice": (set_arg("lr_schedule", "weird"), "'weird' is not one of authors, cosine, constant"),
     "batch 1": (set_arg("batch_size", 1), "--batch_size must be at least 2"),
-    "input_size huge": (set_arg("input_size", 10 ** 5), "--input_size 100000 exceeds 4096"),
+    "input_size huge": (set_arg("input_size", 10 ** 5), "--input_size must be at least 8 and at most 4096, got 100000"),
     "unknown tensor": (set_arg("smuggled", torch.zeros(2)), "unknown option 'smuggled' holds a Tensor"),
     "epoch": (lambda c: c.__setitem__("epoch", -1), "it has epoch -1"),
     "best map": (lambda c: c.__setitem__("best_map", 7.0), "best mAP of 7.0"),
