@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .errors import SPQError
-from .fileio import read_tagged
+from .fileio import read_tagged, verify_checksum
 from .schema import check_checkpoint
 
 FORMAT = "spq-checkpoint"
@@ -66,11 +66,36 @@ def load_checkpoint(path) -> Dict:
     """Read and validate a checkpoint on the CPU (`spq.schema`); SPQError if unreadable,
     foreign or malformed."""
     ckpt = read_tagged(path, FORMAT, VERSION, "checkpoint")
+    validate_checkpoint(ckpt, path)
+    return ckpt
+
+
+def validate_checkpoint(ckpt: Dict, path) -> None:
+    """SPQError naming the file when a loaded checkpoint lacks a part, holds a malformed one
+    (`spq.schema`), fails its checksum, or holds non-finite weights."""
     missing = [k for k in REQUIRED if k not in ckpt]
     if missing:
         raise SPQError(f"{path} lacks {', '.join(missing)}: it cannot be resumed")
     check_checkpoint(ckpt, path)
-    return ckpt
+    verify_checksum(ckpt, path, "checkpoint")
+    for part in ("model", "optimizer"):
+        bad = next((name for name, t in _float_tensors(ckpt[part]) if not torch.isfinite(t).all()), None)
+        if bad is not None:
+            raise SPQError(f"{path} holds non-finite values (NaN or infinity) in its {part} ({bad}): the "
+                           f"training that wrote it diverged, or the file is damaged; use another checkpoint")
+
+
+def _float_tensors(obj, prefix=""):
+    """(name, tensor) of every floating-point tensor in a nested state."""
+    if isinstance(obj, torch.Tensor):
+        if obj.is_floating_point():
+            yield prefix, obj
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            yield from _float_tensors(value, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(obj, (list, tuple)):
+        for i, value in enumerate(obj):
+            yield from _float_tensors(value, f"{prefix}[{i}]")
 
 
 def load_state(module_or_optim, state: Dict, what: str, path) -> None:

@@ -1,4 +1,5 @@
 """Where a run computes: the device, its memory layout, and the seeding of every random stream."""
+import os
 import platform
 import random
 import subprocess
@@ -82,3 +83,46 @@ def commit() -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return head.stdout.strip() + ("+modified" if dirty else "")
+
+
+EVAL_BATCH = 256      # images encoded at once (spq.retrieval.describe)
+
+
+def memory_needed(options, training: bool) -> int:
+    """A lower bound, in bytes, of what a run of these options holds at once: the
+    parameters (with their gradients and Adam's two moments when training), plus one
+    batch's input and the output of the first convolution layer (with both views and
+    BatchNorm's and ReLU's copies kept for the backward pass when training). Sizes under it
+    cannot run; the real need is larger."""
+    with torch.device("meta"):
+        from .model import build_model
+        params = sum(p.numel() for p in build_model(options).parameters())
+    side = options.input_size
+    stem = side if getattr(options, "backbone", "cifar_resnet18") == "cifar_resnet18" else side // 2
+    if training:
+        images = 2 * options.batch_size
+        per_image = 3 * side * side + 3 * 64 * stem * stem
+        return 4 * (4 * params + images * per_image)
+    return 4 * (params + EVAL_BATCH * (3 * side * side + 64 * stem * stem))
+
+
+def memory_of(device: torch.device) -> int:
+    """Bytes of memory of the device: the GPU's, or the machine's."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 2 ** 62                                   # unknown: no refusal
+
+
+def check_memory(options, device: torch.device, training: bool) -> None:
+    """SPQError, saying how much is needed, when the options need more memory than the
+    device has (`memory_needed`)."""
+    need, have = memory_needed(options, training), memory_of(device)
+    if need > have:
+        raise SPQError(f"these options need at least {need / 2 ** 30:.1f} GiB of memory on {device} "
+                       f"(the model{' and its training state' if training else ''}, and one batch of "
+                       f"{2 * options.batch_size if training else EVAL_BATCH} images of {options.input_size} px), "
+                       f"and it has {have / 2 ** 30:.1f} GiB: lower --input_size, --batch_size or the "
+                       f"code size (--N_books, --L_word)")

@@ -12,7 +12,10 @@ import io
 import json
 import os
 import shutil
+import stat
+import sys
 import warnings
+import zlib
 from pathlib import Path
 from typing import BinaryIO, Callable, Dict, Iterable, List
 
@@ -26,6 +29,17 @@ TEMP_INFIX = ".tmp"      # a file being written is .NAME.tmpPID beside NAME
 def write_all(f: BinaryIO, data, path: Path) -> None:
     """Write `data` into `f`, the open file of `path`."""
     f.write(data)
+
+
+def open_regular(path: Path, flags: int, mode: int = 0o644) -> int:
+    """os.open that never follows a symbolic link at `path` and opens regular files only:
+    a link or another kind of file planted there is an OSError (ELOOP, or EEXIST naming it),
+    so nothing is written through it."""
+    fd = os.open(path, flags | os.O_NOFOLLOW, mode)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EEXIST, "not a regular file", str(path))
+    return fd
 
 
 def temp_path(path: Path) -> Path:
@@ -54,7 +68,8 @@ def atomic_write_bytes(path, data: bytes, remedy: str = "") -> None:
     path = Path(path)
     tmp = temp_path(path)
     try:
-        with open(tmp, "wb") as f:
+        tmp.unlink(missing_ok=True)                  # a link there is removed, not followed
+        with os.fdopen(open_regular(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL), "wb") as f:
             write_all(f, data, path)
             f.flush()
             os.fsync(f.fileno())
@@ -110,7 +125,11 @@ def append_jsonl(path, row: Dict, remedy: str = "") -> None:
     cuts the file back to its previous length and raises `write_error`."""
     path = Path(path)
     line = jsonl_bytes([row])
-    with open(path, "ab") as f:
+    try:
+        fd = open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    except OSError as e:
+        raise write_error(path, e, len(line), remedy) from None
+    with os.fdopen(fd, "ab") as f:
         size = f.tell()
         try:
             write_all(f, line, path)
@@ -187,3 +206,44 @@ def read_tagged(path, fmt: str, version: int, what: str, remedy: str = "") -> Di
         raise SPQError(f"{path} has {what} version {d.get('version')}, this program "
                        f"reads version {version}{remedy}")
     return d
+
+
+def tensor_checksum(obj) -> int:
+    """CRC-32 of the bytes of every tensor in `obj` (dicts in key order, lists in order):
+    what a checksum written with a file guards."""
+    crc = 0
+    for tensor in _tensors(obj):
+        data = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
+        crc = zlib.crc32(data, crc)
+    return crc
+
+
+def _tensors(obj):
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, dict):
+        for key in sorted(obj, key=str):
+            if key != "checksum":
+                yield from _tensors(obj[key])
+    elif isinstance(obj, (list, tuple)):
+        for item in obj:
+            yield from _tensors(item)
+
+
+def with_checksum(d: Dict) -> Dict:
+    """`d` with "checksum": the CRC-32 of its tensors (`tensor_checksum`)."""
+    return {**d, "checksum": {"crc32": tensor_checksum(d)}}
+
+
+def verify_checksum(d: Dict, path, what: str) -> None:
+    """SPQError when `d`'s tensors do not match the checksum written with them; a file
+    written before checksums existed loads with a one-line note on stderr."""
+    stored = d.get("checksum")
+    if stored is None:
+        print(f"note: {path} has no checksum (written before they were recorded); its tensors "
+              f"are not verified", file=sys.stderr)
+        return
+    if not (isinstance(stored, dict) and isinstance(stored.get("crc32"), int)
+            and stored["crc32"] == tensor_checksum(d)):
+        raise SPQError(f"{path} is damaged: its tensors do not match the checksum written with them; "
+                       f"use another copy of this {what}")

@@ -13,7 +13,7 @@ from .checkpoint import FORMAT, VERSION, load_state, model_only, rng_state, set_
 from .device import seed_everything
 from .distributed import agree
 from .errors import SPQError
-from .fileio import append_jsonl, atomic_save, read_jsonl
+from .fileio import append_jsonl, atomic_save, read_jsonl, with_checksum
 from .interrupt import Interrupted, StopRequest
 from .model import SPQ
 from .outdir import LOG, restore_record
@@ -137,9 +137,9 @@ def save(setup: Setup, state: "TrainingState", epoch_done: int, is_best: bool = 
     if not setup.world.main:
         return
     ckpt = state.checkpoint(setup.args, setup.model, epoch_done, setup.split, setup.environment)
-    atomic_save(ckpt, setup.out / "last.pth", REMEDY)
+    atomic_save(with_checksum(ckpt), setup.out / "last.pth", REMEDY)
     if is_best:
-        atomic_save(model_only(ckpt), setup.out / "best.pth", REMEDY)
+        atomic_save(with_checksum(model_only(ckpt)), setup.out / "best.pth", REMEDY)
 
 
 @dataclass

@@ -125,7 +125,7 @@ def _validate(d: Dict) -> Optional[str]:
 def _shown(value) -> str:
     """A stored value in a message: its repr, cut short."""
     text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _is_a(value, kind) -> bool:

@@ -5,6 +5,7 @@ the log rows up to its epoch and the epoch whose model best.pth holds, so that o
 resume `restore_record` makes log.jsonl and best.pth agree with it whatever moment a
 crash or a full disk interrupted (docs/crash-safety.md gives the order of writes).
 """
+import errno
 import fcntl
 import os
 import socket
@@ -14,7 +15,8 @@ from typing import Callable, Dict, List, Optional
 
 from .checkpoint import FORMAT, VERSION, model_only
 from .errors import SPQError
-from .fileio import atomic_save, atomic_write_bytes, jsonl_bytes, read_tagged, remove_stale_temp_files
+from .fileio import (atomic_save, atomic_write_bytes, jsonl_bytes, open_regular, read_tagged,
+                     remove_stale_temp_files, with_checksum)
 
 LOCK = ".spq.lock"
 LOG = "log.jsonl"
@@ -40,7 +42,7 @@ class OutputLock:
             self.created = [f for f in (self.folder, *self.folder.parents) if not f.exists()]
             self.folder.mkdir(parents=True, exist_ok=True)
             while True:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+                fd = open_regular(self.path, os.O_RDWR | os.O_CREAT)
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
@@ -59,6 +61,9 @@ class OutputLock:
             command = " ".join(sys.argv)[:200]
             os.write(fd, f"process {os.getpid()} on {socket.gethostname()}: {command}\n".encode())
         except OSError as e:
+            if e.errno in (errno.ELOOP, errno.EEXIST):
+                raise SPQError(f"{self.path} is a symbolic link or not a regular file, which this program "
+                               f"never makes; remove it (nothing was written through it)") from None
             raise SPQError(f"--output_dir {self.folder} cannot be written ({e.strerror}); "
                            f"choose a folder you can write to") from None
         self.fd = fd
@@ -110,5 +115,5 @@ def restore_record(out: Path, ckpt: Dict, rows: List[Dict], say: Callable = prin
     except SPQError:
         held = None
     if held != ckpt["epoch"]:
-        atomic_save(model_only(ckpt), best, remedy)
+        atomic_save(with_checksum(model_only(ckpt)), best, remedy)
         say(f"resume: {best} written for epoch {ckpt['epoch']}, the best so far")

@@ -86,5 +86,6 @@ def merge_args(args, saved: Dict, explicit: Iterable[str], path) -> List[str]:
         if new != value:
             taken.append(f"--{name} {new}")
     line = (f"options from the checkpoint's run: {' '.join(taken)} (type an option to override it)"
-            if taken else "options from the checkpoint's run: all equal to the defaults")
+            if taken else "options from the checkpoint's run: none needed (each option not typed has "
+                          "the same value there)")
     return [line] + changed

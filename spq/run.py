@@ -3,7 +3,7 @@ process it is, one run per output folder, then training (`spq.fit`) or, with
 --eval_only, the evaluation of a checkpoint (`spq.evaluate`)."""
 from typing import Iterable
 
-from .device import resolve_device
+from .device import check_memory, resolve_device
 from .distributed import from_environment, init, shutdown
 from .errors import SPQError
 from .evaluate import evaluate_checkpoint
@@ -28,6 +28,7 @@ def run(args, explicit: Iterable[str] = ()) -> int:
                        f"{world.size} processes; use a multiple of {world.size}")
     device = resolve_device(args.device, str(world.local_rank) if world.distributed else args.gpu_id,
                             quiet=not world.main)
+    check_memory(args, device, training=not args.eval_only)
     if args.sync_bn and world.distributed and device.type != "cuda":
         raise SPQError("--sync_bn needs CUDA devices (PyTorch's SyncBatchNorm does not run on the "
                        "CPU); drop it")

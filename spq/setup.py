@@ -115,8 +115,10 @@ def prepare_output(out: Path, resuming: bool) -> None:
     for path in clean(out):
         print(f"removed {path}, left by a run that was killed while writing", file=sys.stderr)
     if not resuming:
-        existing = [n for n in ("log.jsonl", "last.pth") if (out / n).exists()]
-        if existing:
-            raise SPQError(f"--output_dir {out} already holds a run ({', '.join(existing)}); "
-                           f"continue it with --resume auto (or --resume {out / 'last.pth'}) or "
-                           f"choose another --output_dir")
+        if (out / "last.pth").exists():
+            raise SPQError(f"--output_dir {out} already holds a run (last.pth); continue it with "
+                           f"--resume auto (or --resume {out / 'last.pth'}) or choose another --output_dir")
+        if (out / "log.jsonl").exists():
+            raise SPQError(f"--output_dir {out} holds a log.jsonl but no last.pth: a run that never "
+                           f"saved a checkpoint, which cannot be continued; remove {out / 'log.jsonl'} "
+                           f"or choose another --output_dir")

@@ -231,6 +231,8 @@ def read_split(path) -> Dict:
             else isinstance(i, str) for i in items)
         if not ok:
             raise SPQError(f"{path}: its {s} set is not a list of {'item numbers' if kind == 'cifar10' else 'paths'}")
+    if "content_sha256" not in split:
+        raise SPQError(f"{path} was written by an earlier version of python -m spq.split; draw it again")
     if split.get("content_sha256") != content_hash(split) or \
             split.get("hash") != split_hash({s: split[s] for s in SETS}, split.get("source_sha256")):
         raise SPQError(f"{path} was changed after python -m spq.split wrote it (its hashes do not match "
