@@ -9,20 +9,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT, SMALL, assert_clean_failure, index_cli, spq
+from folder_fixture import write_folder
 from PIL import Image
 
 import spq.adc as A
-from conftest import ROOT, SMALL, assert_clean_failure, index_cli, spq
-from folder_fixture import write_folder
 from spq.cifar10 import CLASSES, load_cifar10
 from spq.errors import SPQError
-from spq.retrieval import describe
 from spq.faiss_export import pack_codes, to_faiss
+from spq.fileio import with_checksum
 from spq.folder import load_folder
-from spq.grid import OTHER, SAME, grid_size, FRAME, GAP, SEPARATOR
+from spq.grid import FRAME, GAP, OTHER, SAME, SEPARATOR, grid_size
 from spq.images import decode
-from spq.index import load_index, load_model, main as index_main
+from spq.index import load_index, load_model
+from spq.index import main as index_main
 from spq.quantization import encode
+from spq.retrieval import describe
 
 
 def index_process(*argv):
@@ -258,7 +260,7 @@ def test_query_errors_name_the_problem(built, tmp_path):
     assert_clean_failure(zero, 1, "--top_k must be at least 1")
     other = torch.load(built["ckpt"], weights_only=True)                 # another model
     other["model"]["codebooks"] = other["model"]["codebooks"] + 1
-    torch.save(other, tmp_path / "other.pth")
+    torch.save(with_checksum(other), tmp_path / "other.pth")
     wrong = index_cli(*base, "--checkpoint", tmp_path / "other.pth", image)
     assert_clean_failure(wrong, 1, "was built with another model", "codebooks differ")
 

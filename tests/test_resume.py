@@ -5,12 +5,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cifar_fixture import write_cifar10
+from conftest import (
+    SMALL,
+    assert_clean_failure,
+    assert_same_weights,
+    read_log,
+    spq_process,
+)
+from conftest import spq as run_cli
 
 import main_SPQ
 import spq.step
 from spq import faults
-from cifar_fixture import write_cifar10
-from conftest import SMALL, assert_clean_failure, assert_same_weights, read_log, spq as run_cli, spq_process
+from spq.fileio import with_checksum
 
 
 @pytest.mark.slow
@@ -117,6 +125,6 @@ def test_checkpoint_of_another_configuration(data, two_epochs, tmp_path):
     out, _ = two_epochs
     ckpt = torch.load(Path(out) / "last.pth", weights_only=True)
     ckpt["model"]["codebooks"] = torch.zeros(4, 16, 16)        # a model of another shape
-    torch.save(ckpt, tmp_path / "edited.pth")
+    torch.save(with_checksum(ckpt), tmp_path / "edited.pth")
     result = run_cli("--data_dir", data, "--resume", tmp_path / "edited.pth", "--output_dir", tmp_path, *SMALL)
     assert_clean_failure(result, 1, "the saved model does not match this configuration")
