@@ -200,11 +200,12 @@ def read_tagged(path, fmt: str, version: int, what: str, remedy: str = "") -> Di
     except Exception as e:
         raise SPQError(f"cannot read {what} {path}: it is truncated, corrupt or not a "
                        f"PyTorch file ({type(e).__name__})") from None
-    if not isinstance(d, dict) or d.get("format") != fmt:
+    if not isinstance(d, dict) or not isinstance(d.get("format"), str) or d["format"] != fmt:
         raise SPQError(f"{path} is not an SPQ {what} of this program{remedy}")
-    if d.get("version") != version:
-        raise SPQError(f"{path} has {what} version {d.get('version')}, this program "
-                       f"reads version {version}{remedy}")
+    stored = d.get("version")
+    if type(stored) is not int or stored != version:
+        shown = stored if type(stored) is int else type(stored).__name__
+        raise SPQError(f"{path} has {what} version {shown}, this program reads version {version}{remedy}")
     return d
 
 

@@ -52,7 +52,7 @@ from .cifar10 import load_cifar10
 from .datasets import KINDS, gallery_split, open_dataset
 from .device import memory_format, resolve_device
 from .errors import SPQError, exit_status
-from .fileio import atomic_save, read_tagged
+from .fileio import atomic_save, read_tagged, verify_checksum, with_checksum
 from .grid import QUERY, grid_size, result_colour, save_grid
 from .imageset import Split
 from .images import RESIZE, decode
@@ -123,8 +123,8 @@ def _validate(d: Dict) -> Optional[str]:
 
 
 def _shown(value) -> str:
-    """A stored value in a message: its repr, cut short."""
-    text = repr(value)
+    """A stored value in a message: its repr on one line, cut short."""
+    text = " ".join(repr(value).split())
     return text if len(text) <= 200 else text[:197] + "..."
 
 
@@ -228,6 +228,7 @@ def load_index(path) -> Index:
     problem = _validate(d)
     if problem:
         raise SPQError(f"{path} is a damaged SPQ index: it has {problem}; build it again")
+    verify_checksum(d, path, "index")
     if d["paths"] is not None:
         d["paths"] = d["paths"].split("\n")
     return Index(*(d[k] for k in ("codebooks", "codes", "positions", "paths", "labels", "classes",
@@ -501,7 +502,7 @@ def _build(args, device) -> None:
         from .faiss_export import to_faiss
         faiss_index = to_faiss(index.codebooks, index.codes)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    atomic_save(index.to_dict(), args.out)
+    atomic_save(with_checksum(index.to_dict()), args.out)
     print(f"wrote {args.out}: {len(index)} items of {index.config['split']}, "
           f"{code_bits(*index.codebooks.shape[:2])} bits each")
     if faiss_index is not None:

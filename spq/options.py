@@ -293,8 +293,9 @@ def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Reject values that cannot work, before any work starts (exits with status 2)."""
     k = args.N_words
     if k < 2 or k & (k - 1):
+        near = "2" if k < 2 else f"{1 << (k.bit_length() - 1)} or {1 << k.bit_length()}"
         p.error(f"--N_words must be a power of two of at least 2 (bits = N_books x log2(N_words)), "
-                f"got {k}; try {max(2, 1 << (k.bit_length() - 1))} or {1 << k.bit_length()}")
+                f"got {k}; try {near}")
     for name, (low, high) in RANGES.items():
         value = getattr(args, name)
         if isinstance(value, float) and not math.isfinite(value):

@@ -19,6 +19,7 @@ import spq.index as spq_index
 from conftest import index_cli, spq
 from folder_fixture import write_folder
 from spq.errors import SPQError
+from spq.fileio import with_checksum
 from spq.grid import grid_size
 from spq.index import MAX_QUERY_BYTES, load_index
 from spq.schema import MAX_INPUT_SIZE
@@ -43,10 +44,11 @@ def built(tmp_path_factory):
 
 
 def damaged(built, tmp_path, change, name="damaged.pt") -> Path:
-    """A copy of the built index with `change` applied to its dict."""
+    """A copy of the built index with `change` applied to its dict (its checksum resealed, so
+    that the change itself is what is judged)."""
     d = torch.load(built["index"], weights_only=True)
     change(d)
-    torch.save(d, tmp_path / name)
+    torch.save(with_checksum(d), tmp_path / name)
     return tmp_path / name
 
 
@@ -239,7 +241,7 @@ def test_row4_a_checkpoint_with_non_finite_weights_is_refused(built, tmp_path):
     name = next(k for k, v in ckpt["model"].items() if v.is_floating_point() and k.endswith("weight"))
     ckpt["model"][name].view(-1)[0] = float("nan")
     if "checksum" in ckpt:              # sealed again: the file is intact, its weights are not finite
-        from spq.fileio import with_checksum
+
         ckpt = with_checksum(ckpt)
     torch.save(ckpt, tmp_path / "nan.pth")
     out = tmp_path / "index.pt"
