@@ -45,7 +45,7 @@ step() {   # step NAME COMMAND...: run it, remember whether it passed
     fi
 }
 
-step "CUDA test tier" "$PY" -m pytest -m cuda -q -p no:cacheprovider
+step "CUDA test tier" "$PY" -m pytest -m cuda -q -p no:cacheprovider tests/test_cuda.py
 step "train_speed fp32" "$PY" bench/train_speed.py --device "$device" --precision fp32 "${train_sizes[@]}"
 step "train_speed bf16" "$PY" bench/train_speed.py --device "$device" --precision bf16 "${train_sizes[@]}"
 step "eval_speed" "$PY" bench/eval_speed.py --device "$device" ${eval_sizes[@]+"${eval_sizes[@]}"}

@@ -1,6 +1,7 @@
 """A run of main_SPQ.py from its options: which checkpoint it continues, which device and
 process it is, one run per output folder, then training (`spq.fit`) or, with
 --eval_only, the evaluation of a checkpoint (`spq.evaluate`)."""
+import sys
 from typing import Iterable
 
 from .device import check_memory, resolve_device
@@ -29,6 +30,9 @@ def run(args, explicit: Iterable[str] = ()) -> int:
     device = resolve_device(args.device, str(world.local_rank) if world.distributed else args.gpu_id,
                             quiet=not world.main)
     check_memory(args, device, training=not args.eval_only)
+    if args.precision == "fp16" and device.type == "cpu" and world.main and not args.eval_only:
+        print("warning: --precision fp16 on the CPU is slow (PyTorch has no fast fp16 kernels there: "
+              "about 10 times fp32 here); bf16 or fp32 are faster", file=sys.stderr)
     if args.sync_bn and world.distributed and device.type != "cuda":
         raise SPQError("--sync_bn needs CUDA devices (PyTorch's SyncBatchNorm does not run on the "
                        "CPU); drop it")

@@ -31,7 +31,7 @@ from spq.index import load_index
 from spq.lists import read_list
 from spq.schema import check_options
 
-EXAMPLES = {"options": 200, "stored options": 200, "list lines": 120, "checkpoints": 80, "indexes": 120}
+EXAMPLES = {"options": 150, "stored options": 150, "list lines": 80, "checkpoints": 60, "indexes": 80}
 EXAMPLES_SLOW = 1000
 QUICK = dict(deadline=None, derandomize=True, database=None,
              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

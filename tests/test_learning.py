@@ -6,7 +6,8 @@ saturation, brightness and pattern of light and shade, which an untrained networ
 by. The run: 100 training images (also the gallery), 100 queries, batch 25 (4 steps an
 epoch), 16-pixel views, --lr 1e-3, 12 epochs, mAP over the whole gallery after epochs 4,
 8 and 12. The control: the same run, same seed (so the same initial network) at --lr 0,
-where only the BatchNorm statistics move.
+where only the BatchNorm statistics move, stopped after its first evaluation (epoch 4): at
+--lr 0 nothing else changes, and over 12 epochs its loss and mAP stayed where they were.
 
 Margins, measured with this test's settings on a 2-core Intel Xeon with seeds 0 to 4
 (docs/testing.md), trained against control: the loss fell by 0.52 to 0.91 over the 12
@@ -23,9 +24,9 @@ from cifar_fixture import write_hues
 from conftest import read_log, spq
 from spq.cifar10 import load_cifar10
 
-pytestmark = pytest.mark.slow          # two runs of about 25 s each on 2 cores
+pytestmark = pytest.mark.slow          # runs of about 25 s and 9 s on 2 cores
 
-RUN = ["--device", "cpu", "--epochs", 12, "--eval_epoch", 4, "--input_size", 16, "--batch_size", 25,
+RUN = ["--device", "cpu", "--eval_epoch", 4, "--input_size", 16, "--batch_size", 25,
        "--seed", 0, "--Top_N", 0, "--num_cls", 3]
 LOSS_FALL, MAP_LIFT = 0.3, 0.15
 
@@ -35,15 +36,15 @@ def hues(tmp_path_factory):
     return write_hues(tmp_path_factory.mktemp("hues"), classes=3)
 
 
-def run(data, out, lr):
-    result = spq("--data_dir", data, "--output_dir", out, "--lr", lr, *RUN)
+def run(data, out, lr, epochs=12):
+    result = spq("--data_dir", data, "--output_dir", out, "--lr", lr, "--epochs", epochs, *RUN)
     assert result.returncode == 0, result.stderr
     return read_log(out)
 
 
 @pytest.fixture(scope="module")
 def control(hues, tmp_path_factory):
-    return run(hues, tmp_path_factory.mktemp("control"), 0)
+    return run(hues, tmp_path_factory.mktemp("control"), 0, epochs=4)
 
 
 def chance(data) -> float:

@@ -1,9 +1,10 @@
 """Every option that changes the method or the optimiser reaches the training step with its
-value: a run of main_SPQ.py (in-process) on one batch of 10 images must end with exactly
-the weights of the reference, steps written out here with that value (the model built
-from the seed, Adam, the views drawn from the seed, `spq.step.training_step`, the learning
-rate of each epoch from its formula); and with visibly other weights than the same
-reference with the default value, so each check can fail.
+value: a run of main_SPQ.py (in-process) on one batch of 10 images, with the options changed
+together, must end with exactly the weights of the reference, steps written out here with
+those values (the model built from the seed, Adam, the views drawn from the seed,
+`spq.step.training_step`, the learning rate of each epoch from its formula); and the same
+reference with any one of them back at its default must give visibly other weights, so
+each option's check can fail (a value that did not reach the step is named).
 
 `spq.step.training_step` itself is checked against a plainly written step in
 test_training_step.py; here it is the fixed point, so that what is compared is the wiring
@@ -65,10 +66,9 @@ def reference(images, values, epochs):
     return model.state_dict()
 
 
-def trained(data, out, option, value):
+def trained(data, out, argv, epochs):
     result = spq("--data_dir", data, "--output_dir", out, "--device", "cpu", "--seed", SEED,
-                 "--input_size", SIZE, "--batch_size", IMAGES, "--epochs", epochs_for(option),
-                 "--eval_epoch", 100, f"--{option}", value)
+                 "--input_size", SIZE, "--batch_size", IMAGES, "--epochs", epochs, "--eval_epoch", 100, *argv)
     assert result.returncode == 0, result.stderr
     return torch.load(out / "last.pth", weights_only=True)["model"]
 
@@ -80,19 +80,28 @@ def largest_difference(a, b):
     return max((a[k].float() - b[k].float()).abs().max().item() for k in a)
 
 
-@pytest.mark.parametrize("option,value", CHANGES, ids=[c[0] for c in CHANGES])
-def test_the_option_reaches_the_step(data, tmp_path, option, value):
+# Two runs cover every option: the method and optimiser options changed together (two
+# epochs, so that the schedule shows), and the code's shape (one epoch).
+RUNS = {"method and optimiser": [c for c in CHANGES if c[0] not in SHAPES],
+        "shape": [c for c in CHANGES if c[0] in SHAPES]}
+
+
+@pytest.mark.parametrize("kind", list(RUNS))
+def test_every_option_reaches_the_step(data, tmp_path, kind):
     images = load_cifar10(data).train_images
     assert len(images) == IMAGES
-    weights = trained(data, tmp_path / "run", option, value)
-    epochs = epochs_for(option)
-    expected = reference(images, {**DEFAULTS, option: value}, epochs)
-    assert largest_difference(weights, expected) == 0, f"--{option} {value} did not reach the step"
-    if option not in SHAPES:      # a shape option cannot match the default's shapes at all
-        default = reference(images, DEFAULTS, epochs)
+    changes = RUNS[kind]
+    epochs = max(epochs_for(option) for option, _ in changes)
+    argv = [a for option, value in changes for a in (f"--{option}", value)]
+    weights = trained(data, tmp_path / "run", argv, epochs)
+    values = {**DEFAULTS, **dict(changes)}
+    assert largest_difference(weights, reference(images, values, epochs)) == 0, \
+        f"one of {[o for o, _ in changes]} did not reach the step: " + ", ".join(
+            f"--{o} matches its default" for o, _ in changes
+            if largest_difference(weights, reference(images, {**values, o: DEFAULTS[o]}, epochs)) == 0)
+    for option, _ in changes:        # each value, set back to its default, moves the weights
+        back = reference(images, {**values, option: DEFAULTS[option]}, epochs)
         # Adam's first update moves each weight by about lr: a value that changes anything
-        # changes some weight by that much
-        assert largest_difference(weights, default) > 0.1 * DEFAULTS["lr"], \
-            f"--{option} {value} leaves the step as the default does: this check cannot fail"
-    else:
-        assert largest_difference(weights, reference(images, DEFAULTS, epochs)) == math.inf
+        # changes some weight by that much (a shape changes the shapes: infinitely far)
+        assert largest_difference(back, weights) > 0.1 * DEFAULTS["lr"], \
+            f"--{option} leaves the step as its default does: this check cannot fail"
