@@ -1,7 +1,15 @@
-"""Time mAP@Top_N under ADC on the CIFAR-10 protocol's sizes; prints one JSON line.
+"""Time the evaluation: encoding images in each --precision, and mAP@Top_N under ADC on the
+CIFAR-10 protocol's sizes; prints one JSON line.
 
     python bench/eval_speed.py [--device cpu|cuda] [--queries 10000] [--gallery 50000]
                                [--books 8 16] [--plain_queries 50] [--repeats 3]
+                               [--encode_images 2048] [--precision fp32 bf16]
+
+Encoding (`encode`): --encode_images random 32 x 32 uint8 images described by an SPQ
+network in eval mode (spq.retrieval.describe, as the evaluation runs it) in each
+precision, the precisions taking turns for --repeats rounds (median images per second,
+the ratio to the first precision, GFLOP/s from the forward pass's counted operations
+and their fraction of a 2048 x 2048 matrix product's GFLOP/s in that precision).
 
 Random descriptors and a random codebook (K=16, L=16; M from --books: 8 is 32 bits,
 16 is 64 bits). Figures: seconds for the whole mAP computation (codes given) per
@@ -26,7 +34,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from spq import adc as A  # noqa: E402
 from spq import retrieval as R  # noqa: E402
+from spq.model import memory_format  # noqa: E402
+from spq.model import SPQ  # noqa: E402
 from spq.quantization import encode  # noqa: E402
+from cpu_peak import count_flops, matmul_gflops, processor  # noqa: E402
 
 
 def plain_map(queries, qlabels, codes, glabels, books, top_k):
@@ -91,6 +102,38 @@ def max_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def encode_speed(device, precisions, n_images, repeats, peak_seconds=0.5, batch_size=256):
+    """Images per second of the evaluation's encoding in each precision, taking turns."""
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (n_images, 3, 32, 32), dtype=torch.uint8, generator=gen).to(device)
+    torch.manual_seed(0)
+    models = {}
+    for p in precisions:
+        model = SPQ().to(device, memory_format=memory_format(device, p)).eval()
+        R.describe(model, images[:batch_size], 32, batch_size, p)                    # warm-up
+        models[p] = model
+    runs = {p: [] for p in precisions}
+    for _ in range(repeats):
+        for p, model in models.items():
+            _, sec = timed(lambda: R.describe(model, images, 32, batch_size, p), device)
+            runs[p].append(n_images / sec)
+    model = models[precisions[0]]
+    flops = count_flops(lambda: R.describe(model, images[:batch_size], 32, batch_size)) / batch_size
+    out = {"images": n_images, "batch_size": batch_size, "flops_per_image": round(flops)}
+    for p in precisions:
+        ips = statistics.median(runs[p])
+        peak = matmul_gflops(device, DTYPES[p], seconds=peak_seconds)
+        out[p] = {"images_per_second": round(ips, 1), "rounds": [round(x, 1) for x in runs[p]],
+                  "gflops_per_second": round(flops * ips / 1e9, 1), "matmul_gflops": peak,
+                  "fraction_of_matmul_peak": round(flops * ips / 1e9 / peak, 4)}
+    for p in precisions[1:]:
+        out[f"{p}_over_{precisions[0]}"] = round(out[p]["images_per_second"] / out[precisions[0]]["images_per_second"], 2)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -103,12 +146,19 @@ def main():
                     help="queries timed with the earlier whole-row implementation")
     ap.add_argument("--repeats", type=int, default=3,
                     help="timed runs of each configuration, and slices for each comparison")
+    ap.add_argument("--encode_images", type=int, default=2048, help="images encoded per precision (0: skip)")
+    ap.add_argument("--peak_seconds", type=float, default=0.5,
+                    help="length of each of the 3 timed windows of the matrix-product peak")
+    ap.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=list(DTYPES),
+                    help="the precisions of the encoding, side by side")
     a = ap.parse_args()
     device = torch.device(a.device)
+    encoding = (encode_speed(device, a.precision, a.encode_images, a.repeats, a.peak_seconds)
+                if a.encode_images else None)
 
     data = [case(a.queries, a.gallery, m, device, seed=i) for i, m in enumerate(a.books)]
     rss_before = rss_mb()
-    out = {"device": str(device), "threads": torch.get_num_threads(), "queries": a.queries,
+    out = {"device": processor(device), "encode": encoding, "queries": a.queries,
            "gallery": a.gallery, "top_n": a.top_n, "repeats": a.repeats}
     for m, d in zip(a.books, data):
         runs = []

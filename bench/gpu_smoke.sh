@@ -4,8 +4,9 @@
 #     bash bench/gpu_smoke.sh
 #
 # 1. the CUDA test tier (python -m pytest -m cuda), on CIFAR-shaped data its fixtures write;
-# 2. bench/train_speed.py on CUDA, fp32 then bf16, batch 256 (random CIFAR-shaped images);
-# 3. bench/eval_speed.py --device cuda (random descriptors at the CIFAR-10 protocol's sizes).
+# 2. bench/train_speed.py on CUDA, fp32 and bf16 side by side, batch 256 (random CIFAR-shaped images);
+# 3. bench/eval_speed.py --device cuda (encoding in fp32 and bf16; random descriptors at the
+#    CIFAR-10 protocol's sizes).
 # Each bench prints one JSON line. Every step runs even if an earlier one failed; the
 # script ends with one status line per step and exits 1 if any failed.
 #
@@ -17,8 +18,8 @@ PY=${PYTHON:-python}
 
 if [[ "${1:-}" == "--cpu-check" ]]; then
     device=cpu
-    train_sizes=(--batch_size 4 --steps 1 --warmup 0)
-    eval_sizes=(--queries 64 --gallery 1000 --plain_queries 2 --rows_queries 8 --repeats 1)
+    train_sizes=(--batch_size 4 --steps 1 --warmup 0 --peak_seconds 0.05)
+    eval_sizes=(--queries 64 --gallery 1000 --plain_queries 2 --rows_queries 8 --repeats 1 --encode_images 8 --peak_seconds 0.05)
 elif [[ $# -gt 0 ]]; then
     echo "error: unknown argument $1; usage: bash bench/gpu_smoke.sh [--cpu-check]" >&2
     exit 2
@@ -46,8 +47,7 @@ step() {   # step NAME COMMAND...: run it, remember whether it passed
 }
 
 step "CUDA test tier" "$PY" -m pytest -m cuda -q -p no:cacheprovider tests/test_cuda.py
-step "train_speed fp32" "$PY" bench/train_speed.py --device "$device" --precision fp32 "${train_sizes[@]}"
-step "train_speed bf16" "$PY" bench/train_speed.py --device "$device" --precision bf16 "${train_sizes[@]}"
+step "train_speed" "$PY" bench/train_speed.py --device "$device" --precision fp32 bf16 "${train_sizes[@]}"
 step "eval_speed" "$PY" bench/eval_speed.py --device "$device" ${eval_sizes[@]+"${eval_sizes[@]}"}
 
 echo "== summary ($device)"

@@ -31,7 +31,8 @@ from .adc import DISTANCES, result_distances
 from .adc import search as adc_search
 from .errors import SPQError
 from .images import decode, to_rgb
-from .index import load_model
+from .index import load_model, trained_precision
+from .model import PRECISIONS
 from .quantization import code_bits, code_dtype, encode
 from .retrieval import describe
 
@@ -53,13 +54,17 @@ def _device(device) -> torch.device:
     return dev
 
 
-def load(path, device="auto") -> "Model":
+def load(path, device="auto", precision: Optional[str] = None) -> "Model":
     """A checkpoint of this project (a run's best.pth or last.pth) as a ready `Model` in
-    eval mode on `device` ("auto": CUDA when available, else the CPU; "cpu"; "cuda").
-    SPQError (one line) for a file that is missing or not such a checkpoint."""
+    eval mode on `device` ("auto": CUDA when available, else the CPU; "cpu"; "cuda"),
+    encoding under `precision` ("fp32", "bf16", "fp16"; default: the checkpoint's
+    --precision, as its evaluation did). SPQError (one line) for a file that is missing or
+    not such a checkpoint, or an unknown precision."""
     dev = _device(device)
-    network, ckpt = load_model(path, dev)
-    return Model(network, ckpt, path)
+    if precision is not None and precision not in PRECISIONS:
+        raise SPQError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    network, ckpt = load_model(path, dev, precision)
+    return Model(network, ckpt, path, precision=precision or trained_precision(ckpt))
 
 
 class Model:
@@ -68,10 +73,11 @@ class Model:
     Attributes: `network` (the spq.model.SPQ module), `device`, `options` (a dict of the
     checkpoint's run options), `checkpoint` (its path), `epoch`, `codebooks` ((M, K, L)
     float32 on the CPU), `bits` (M log2 K), `input_size` and `resize` (how files and
-    Pillow images are sized: the checkpoint's), `batch_size` (the default of the methods).
+    Pillow images are sized: the checkpoint's), `batch_size` (the default of the methods),
+    `precision` (the arithmetic the network encodes in).
     """
 
-    def __init__(self, network, ckpt, path, batch_size: int = BATCH):
+    def __init__(self, network, ckpt, path, batch_size: int = BATCH, precision: str = "fp32"):
         self.network = network.eval()
         self.device = network.codebooks.device
         self.options = dict(ckpt["args"])
@@ -82,6 +88,7 @@ class Model:
         self.input_size = self.options["input_size"]
         self.resize = self.options.get("resize", "crop")
         self.batch_size = batch_size
+        self.precision = precision
 
     def __repr__(self) -> str:
         m, k, length = self.codebooks.shape
@@ -97,7 +104,7 @@ class Model:
     def descriptors(self, images, batch_size: Optional[int] = None) -> torch.Tensor:
         """Real-valued descriptors of pictures -> (B, M*L) float32 on the CPU."""
         self.network.eval()
-        out = [describe(self.network, batch, self.input_size, len(batch)).cpu()
+        out = [describe(self.network, batch, self.input_size, len(batch), self.precision).cpu()
                for batch in self._batches(images, batch_size or self.batch_size)]
         return torch.cat(out) if out else torch.zeros(0, self.width)
 
@@ -106,7 +113,7 @@ class Model:
         """Codes of pictures -> (B, M), the smallest integer dtype for K words (uint8 up to 256)."""
         self.network.eval()
         books = self.network.codebooks
-        out = [encode(describe(self.network, batch, self.input_size, len(batch)), books).cpu()
+        out = [encode(describe(self.network, batch, self.input_size, len(batch), self.precision), books).cpu()
                for batch in self._batches(images, batch_size or self.batch_size)]
         return torch.cat(out) if out else torch.zeros(0, books.shape[0], dtype=code_dtype(books.shape[1]))
 

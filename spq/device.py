@@ -1,11 +1,11 @@
-"""Where a run computes: the device, its memory layout, and the seeding of every random stream."""
+"""Where a run computes: the device, its processor's bf16 support, and the seeding of every random stream."""
 import os
 import platform
 import random
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional
 
 import numpy as np
 import torch
@@ -33,11 +33,24 @@ def resolve_device(choice: str, gpu_id: str, quiet: bool = False) -> torch.devic
     return torch.device("cuda", index)
 
 
-def memory_format(device: torch.device) -> torch.memory_format:
-    """The layout of images and convolution weights: channels_last on CUDA, where
-    convolutions run faster in it; contiguous on the CPU, where it gained little (about
-    12% per step) and its BatchNorm kernels round differently from the contiguous ones."""
-    return torch.channels_last if device.type == "cuda" else torch.contiguous_format
+def cpu_has_bf16() -> Optional[bool]:
+    """Whether this CPU has bf16 instructions (AVX-512 BF16 or AMX) that PyTorch's bf16
+    kernels use; None where PyTorch cannot tell (processors other than x86-64)."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return None
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    if not any(checks):
+        return None
+    return any(check() for check in checks if check is not None)
+
+
+def check_precision(device: torch.device, precision: str) -> None:
+    """SPQError for --precision bf16 on a CPU without bf16 instructions, where PyTorch would
+    emulate it more slowly than fp32 runs."""
+    if precision == "bf16" and device.type == "cpu" and cpu_has_bf16() is False:
+        raise SPQError(f"--precision bf16: this CPU ({cpu_name()}) has no bf16 instructions "
+                       f"(AVX-512 BF16 or AMX), so PyTorch would emulate them, slower than "
+                       f"fp32; use --precision fp32")
 
 
 def seed_everything(seed: int) -> None:

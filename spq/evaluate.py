@@ -16,7 +16,8 @@ def evaluate_checkpoint(setup: Setup, resume: str, ckpt) -> int:
     args = setup.args
     t0 = time.time()
     metrics = measure_all(setup.model, *setup.gallery, *setup.queries, args.input_size,
-                          args.Top_N or None, args.adc_distance, setup.world, sdc=args.distance == "sdc")
+                          args.Top_N or None, args.adc_distance, setup.world, sdc=args.distance == "sdc",
+                          precision=args.precision)
     if not setup.world.main:
         return 0
     split = {k: setup.split[k] for k in ("protocol", "seed", "hash")}

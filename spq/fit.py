@@ -112,7 +112,8 @@ def measure_epoch(setup: Setup, state: "TrainingState", epoch: int, record: Dict
     args, model = setup.args, setup.model
     t1 = time.time()
     m = measure_map(model, *setup.gallery, *setup.queries, args.input_size, args.Top_N or None,
-                    args.adc_distance, setup.world, sdc=args.distance == "sdc")
+                    args.adc_distance, setup.world, sdc=args.distance == "sdc",
+                    precision=args.precision)
     is_best = state.best is None or m > state.best
     if is_best:
         state.best, state.best_epoch = m, epoch

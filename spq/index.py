@@ -50,14 +50,14 @@ from .adc import DISTANCES, result_distances, search
 from .checkpoint import load_checkpoint, load_state
 from .cifar10 import load_cifar10
 from .datasets import KINDS, gallery_split, open_dataset
-from .device import memory_format, resolve_device
+from .device import resolve_device
 from .errors import SPQError, exit_status
 from .fileio import atomic_save, read_tagged, verify_checksum, with_checksum
 from .grid import QUERY, grid_size, result_colour, save_grid
 from .imageset import Split
 from .images import RESIZE, decode
 from .lists import outside
-from .model import SPQ, build_model
+from .model import SPQ, build_model, memory_format
 from .options import HelpFormatter, add_dataset_options, check_dataset_options
 from .quantization import code_bits, code_dtype, encode, reconstruct
 from .retrieval import describe
@@ -235,13 +235,21 @@ def load_index(path) -> Index:
                                   "config")))
 
 
-def load_model(checkpoint, device: torch.device) -> Tuple[SPQ, Dict]:
-    """The checkpoint's network on `device` in eval mode, and the checkpoint."""
+def load_model(checkpoint, device: torch.device, precision: Optional[str] = None) -> Tuple[SPQ, Dict]:
+    """The checkpoint's network on `device` in eval mode, in the memory layout of `precision`
+    (default: the checkpoint's --precision, `trained_precision`), and the checkpoint."""
     ckpt = load_checkpoint(checkpoint)
     check_finite(ckpt["model"], checkpoint)
-    model = build_model(argparse.Namespace(**ckpt["args"])).to(device, memory_format=memory_format(device))
+    layout = memory_format(device, precision or trained_precision(ckpt))
+    model = build_model(argparse.Namespace(**ckpt["args"])).to(device, memory_format=layout)
     load_state(model, ckpt["model"], "model", checkpoint)
     return model.eval(), ckpt
+
+
+def trained_precision(ckpt: Dict) -> str:
+    """The --precision a checkpoint's model was trained and evaluated with: images are
+    encoded under it (fp32 for checkpoints older than the option)."""
+    return ckpt["args"].get("precision", "fp32")
 
 
 def check_finite(state: Dict[str, torch.Tensor], checkpoint) -> None:
@@ -291,7 +299,8 @@ def build_index(model: SPQ, ckpt: Dict, checkpoint, options, split: str = "galle
               dynamic_ncols=True, file=sys.stderr) as bar:
         for images, ok in source.batches(input_size, workers, BATCH, resize):
             if len(images):
-                codes.append(encode(describe(model, images, input_size), model.codebooks).cpu())  # (b, M)
+                x = describe(model, images, input_size, precision=trained_precision(ckpt))  # (b, M*L)
+                codes.append(encode(x, model.codebooks).cpu())                              # (b, M)
             read.append(ok)
             bar.update(len(ok))
     read = np.concatenate(read) if read else np.zeros(0, bool)
@@ -363,9 +372,10 @@ def query_class(image: Path, index: Index) -> Optional[str]:
 
 @torch.no_grad()
 def query_index(index: Index, model: SPQ, images: List[str], k: int,
-                distance: str = "euclidean", sdc: bool = False) -> List[Dict]:
+                distance: str = "euclidean", sdc: bool = False, precision: str = "fp32") -> List[Dict]:
     """The top k items of each query image, as dicts of its image, class and results; with
-    `sdc`, each query is coded too and compared codeword to codeword."""
+    `sdc`, each query is coded too and compared codeword to codeword. The images are
+    encoded under `precision` (the checkpoint's, as the index was built)."""
     size = index.config["input_size"]
     check_query_size(len(images), size)
     pixels = torch.empty((len(images), 3, size, size), dtype=torch.uint8)
@@ -376,7 +386,7 @@ def query_index(index: Index, model: SPQ, images: List[str], k: int,
         if decoded is None:
             raise SPQError(f"query image {image} cannot be read as an image")
         pixels[i] = torch.from_numpy(decoded)
-    x = describe(model, pixels, size, BATCH)                                   # (n, M*L)
+    x = describe(model, pixels, size, BATCH, precision)                        # (n, M*L)
     if sdc:
         x = reconstruct(encode(x, index.codebooks), index.codebooks)           # (n, M*L)
     idx = torch.cat([i for _, i in search(x, index.codes, index.codebooks, k, distance)]).cpu()  # (n, k)
@@ -523,7 +533,8 @@ def _query(args, device) -> None:
     model, ckpt = load_model(args.checkpoint, device)
     check_same_model(index, model, args.index, args.checkpoint)
     check_same_input(index, ckpt, args.index, args.checkpoint)
-    found = query_index(index, model, args.images, args.top_k, args.distance, args.symmetric)
+    found = query_index(index, model, args.images, args.top_k, args.distance, args.symmetric,
+                        trained_precision(ckpt))
     if args.grid:
         write_grid(found, index, args.tile, args.grid, args.data_dir)
     if args.json:

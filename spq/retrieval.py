@@ -22,20 +22,22 @@ import torch.nn.functional as F
 
 from .adc import search
 from .distributed import World, gather_shards, on_main, shard, share_buffers
-from .model import SPQ
+from .model import SPQ, autocast, memory_format
 from .quantization import encode, reconstruct
 
 
 def measure_map(model: SPQ, gallery_images: torch.Tensor, gallery_labels: torch.Tensor,
                 query_images: torch.Tensor, query_labels: torch.Tensor, input_size: int,
                 top_k: Optional[int] = 1000, distance: str = "euclidean",
-                world: World = World(), batch_size: int = 256, sdc: bool = False) -> float:
+                world: World = World(), batch_size: int = 256, sdc: bool = False,
+                precision: str = "fp32") -> float:
     """mAP@top_k of the model: gallery stored as codes, queries as descriptors (ADC), or
-    as codes too (`sdc`).
+    as codes too (`sdc`); the images encoded under `precision` (`describe`).
 
     With several processes, every one encodes its shard, rank 0 alone ranks, and every
     process receives the mAP."""
-    codes, queries = encode_sets(model, gallery_images, query_images, input_size, batch_size, world, sdc)
+    codes, queries = encode_sets(model, gallery_images, query_images, input_size, batch_size, world,
+                                 sdc, precision)
 
     def score():
         return mean_average_precision(queries, query_labels, codes, gallery_labels,
@@ -46,9 +48,12 @@ def measure_map(model: SPQ, gallery_images: torch.Tensor, gallery_labels: torch.
 def measure_all(model: SPQ, gallery_images: torch.Tensor, gallery_labels: torch.Tensor,
                 query_images: torch.Tensor, query_labels: torch.Tensor, input_size: int,
                 top_k: Optional[int] = 1000, distance: str = "euclidean",
-                world: World = World(), batch_size: int = 256, sdc: bool = False) -> Dict[str, object]:
-    """Every metric of `retrieval_metrics` for the model (sharded and `sdc` as `measure_map`)."""
-    codes, queries = encode_sets(model, gallery_images, query_images, input_size, batch_size, world, sdc)
+                world: World = World(), batch_size: int = 256, sdc: bool = False,
+                precision: str = "fp32") -> Dict[str, object]:
+    """Every metric of `retrieval_metrics` for the model (sharded, `sdc` and `precision` as
+    `measure_map`)."""
+    codes, queries = encode_sets(model, gallery_images, query_images, input_size, batch_size, world,
+                                 sdc, precision)
 
     def score():
         return retrieval_metrics(queries, query_labels, codes, gallery_labels,
@@ -59,9 +64,9 @@ def measure_all(model: SPQ, gallery_images: torch.Tensor, gallery_labels: torch.
 @torch.no_grad()
 def encode_sets(model: SPQ, gallery_images: torch.Tensor, query_images: torch.Tensor,
                 input_size: int, batch_size: int = 256, world: World = World(),
-                sdc: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Gallery codes (G, M) and query descriptors (Q, M*L), encoded in eval mode; with
-    `sdc`, the queries' reconstructions from their own codes instead.
+                sdc: bool = False, precision: str = "fp32") -> Tuple[torch.Tensor, torch.Tensor]:
+    """Gallery codes (G, M) and query descriptors (Q, M*L), encoded in eval mode under
+    `precision` (`describe`); with `sdc`, the queries' reconstructions from their own codes.
 
     With several processes (`world`), each describes its shard of the images with rank
     0's BatchNorm statistics, and every process receives all descriptors. The model is
@@ -69,8 +74,8 @@ def encode_sets(model: SPQ, gallery_images: torch.Tensor, query_images: torch.Te
     """
     def describe_all(images):
         if not world.distributed:
-            return describe(model, images, input_size, batch_size)
-        part = describe(model, images[shard(len(images), world)], input_size, batch_size)
+            return describe(model, images, input_size, batch_size, precision)
+        part = describe(model, images[shard(len(images), world)], input_size, batch_size, precision)
         return gather_shards(part, len(images), world)
 
     if world.distributed:
@@ -88,20 +93,25 @@ def encode_sets(model: SPQ, gallery_images: torch.Tensor, query_images: torch.Te
 
 
 @torch.no_grad()
-def describe(model: SPQ, images: torch.Tensor, input_size: int, batch_size: int = 256) -> torch.Tensor:
+def describe(model: SPQ, images: torch.Tensor, input_size: int, batch_size: int = 256,
+             precision: str = "fp32") -> torch.Tensor:
     """Descriptors x of uint8 images (N, 3, H, W), without augmentation -> (N, M*L) float32.
 
-    Images not already input_size x input_size are resized bilinearly (antialiased).
-    Runs in the model's current mode (call it in eval mode), on the model's device.
+    Images not already input_size x input_size are resized bilinearly (antialiased). The
+    CNN runs under `precision` autocast (--precision, as in training) in that precision's
+    memory layout (`spq.model.memory_format`), in the model's current mode (call it in
+    eval mode), on the model's device.
     """
     device = model.codebooks.device
+    layout = memory_format(device, precision)
     out = []
     for chunk in images.split(batch_size):
         x = chunk.to(device, non_blocking=True).float().div_(255)        # (b, 3, H, W) in [0, 1]
         if x.shape[-2:] != (input_size, input_size):
             x = F.interpolate(x, size=(input_size, input_size), mode="bilinear",
                               antialias=True, align_corners=False)
-        out.append(model(x).float())                                      # (b, M*L)
+        with autocast(device, precision):
+            out.append(model(x.contiguous(memory_format=layout)).float())    # (b, M*L)
     return torch.cat(out)
 
 

@@ -4,7 +4,7 @@ process it is, one run per output folder, then training (`spq.fit`) or, with
 import sys
 from typing import Iterable
 
-from .device import check_memory, resolve_device
+from .device import check_memory, check_precision, resolve_device
 from .distributed import from_environment, init, shutdown
 from .errors import SPQError
 from .evaluate import evaluate_checkpoint
@@ -30,6 +30,8 @@ def run(args, explicit: Iterable[str] = ()) -> int:
     device = resolve_device(args.device, str(world.local_rank) if world.distributed else args.gpu_id,
                             quiet=not world.main)
     check_memory(args, device, training=not args.eval_only)
+    if not args.eval_only:
+        check_precision(device, args.precision)
     if args.precision == "fp16" and device.type == "cpu" and world.main and not args.eval_only:
         print("warning: --precision fp16 on the CPU is slow (PyTorch has no fast fp16 kernels there: "
               "about 10 times fp32 here); bf16 or fp32 are faster", file=sys.stderr)

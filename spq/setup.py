@@ -10,11 +10,11 @@ from typing import Dict, Optional, Tuple
 import torch
 
 from .datasets import load_data
-from .device import environment, memory_format, seed_everything
+from .device import environment, seed_everything
 from .distributed import World
 from .errors import SPQError
 from .imageset import ImageSet
-from .model import SPQ, build_model, load_pretrained
+from .model import SPQ, build_model, load_pretrained, memory_format
 from .outdir import clean
 
 
@@ -55,7 +55,7 @@ def prepare(args, resume: Optional[str], ckpt, world: World, device: torch.devic
     trained_on = (ckpt.get("split") or split) if ckpt is not None else split
     refuse_leak(data.ids.get("test"), trained_on, resume)
     seed_everything(args.seed + world.rank)     # rank 0 draws what a single process draws
-    layout = memory_format(device)
+    layout = memory_format(device, args.precision)
     model = build_model(args)
     if args.pretrained and ckpt is None:
         load_pretrained(model, args.backbone, args.pretrained)

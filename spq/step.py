@@ -65,7 +65,7 @@ def loss_on_views(model: SPQ, view_a: torch.Tensor, view_b: torch.Tensor, temper
     `forward` replaces `model` for the CNN pass (a DDP-wrapped or torch.compile'd model);
     `gather` (`spq.distributed.gather_rows`) makes the loss see every rank's descriptors.
     """
-    forward = forward or model
+    forward = model if forward is None else forward     # (a compiled module has no truth value)
     with autocast(view_a.device, precision):
         xa, xb = forward(view_a), forward(view_b)          # (B, M*L) descriptors
     xa, xb = xa.float(), xb.float()
@@ -92,7 +92,7 @@ def make_step(model: SPQ, augment, optimizer: torch.optim.Optimizer, scaler: "to
         return training_step(model, augment, batch.to(device, non_blocking=True), optimizer, scaler,
                              options.contrastive_temperature, options.precision, layout, forward, gather)
 
-    compiled = compile_model(forward or model) if options.compile else None
+    compiled = compile_model(model if forward is None else forward) if options.compile else None
     if compiled is None:
         return step
     return FirstStepFallback(functools.partial(step, forward=compiled), step, model, optimizer,

@@ -2,7 +2,6 @@
 --pretrained FILE, --head (the authors' two releases) and --resize stretch."""
 import math
 from argparse import Namespace
-from pathlib import Path
 
 import numpy as np
 import pytest

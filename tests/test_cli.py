@@ -144,6 +144,7 @@ def test_eval_only_with_symmetric_distances(data, two_epochs, tmp_path):
     assert written["mAP"] == pytest.approx(sdc_map_loops(query_codes, qlabels, codes, glabels, books, 1000), abs=1e-6)
     adc = spq("--data_dir", data, "--resume", Path(out) / "best.pth", "--eval_only", "--device", "cpu",
               "--output_dir", tmp_path / "adc")
+    assert adc.returncode == 0, adc.stderr
     assert json.loads((tmp_path / "adc" / "retrieval.json").read_text())["mAP"] != written["mAP"]
 
 

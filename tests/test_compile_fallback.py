@@ -6,6 +6,8 @@ import torch
 import main_SPQ
 from cifar_fixture import write_cifar10
 from conftest import read_log
+from spq.model import SPQ
+from spq.step import loss_on_views
 
 
 class BreakInBackward(torch.autograd.Function):
@@ -28,12 +30,25 @@ class FakeCompiled:
     def __init__(self, module, where):
         self.module, self.where, self.calls = module, where, 0
 
+    def __len__(self):      # as torch.compile's wrapper: no truth value (its len() raises)
+        raise TypeError(f"{type(self.module).__name__} does not support len()")
+
     def __call__(self, x):
         self.calls += 1
         out = self.module(x)
         if self.where == "forward" and self.calls == 2:
             raise RuntimeError("injected: the training graph did not compile")
         return BreakInBackward.apply(out) if self.where == "backward" else out
+
+
+def test_the_step_runs_a_compiled_forward_that_has_no_truth_value():
+    """torch.compile's wrapper raises on bool(); the step must call it, not test it."""
+    torch.manual_seed(0)
+    model = SPQ()
+    compiled = FakeCompiled(model, "never")
+    views = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    loss = loss_on_views(model, *views, 0.5, forward=compiled)
+    assert compiled.calls == 2 and torch.isfinite(loss)
 
 
 def argv(data, out, *extra):
@@ -70,7 +85,7 @@ def test_first_step_failure_falls_back_to_the_eager_run(where, small, eager, tmp
     if where == "never":
         assert "--compile" not in err and made[0].calls == 2 * 2         # every step compiled
     else:
-        assert f"warning: --compile failed at the first training step (RuntimeError: injected: " in err
+        assert "warning: --compile failed at the first training step (RuntimeError: injected: " in err
         assert "training uncompiled" in err and "Traceback" not in err
         assert made[0].calls == 2                                          # never called again
     assert read_log(out)[0]["loss"] == read_log(eager)[0]["loss"]

@@ -22,15 +22,12 @@ os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")   # deterministic cu
 
 import main_SPQ  # noqa: E402
 import spq.adc as A  # noqa: E402
-from cifar_fixture import write_cifar10  # noqa: E402
 from conftest import read_log  # noqa: E402
 from folder_fixture import write_folder  # noqa: E402
 from spq.augment import make_augmentation  # noqa: E402
 from spq.cifar10 import CLASSES, load_cifar10  # noqa: E402
 from spq.index import load_index, main as index_main  # noqa: E402
-from spq.model import SPQ  # noqa: E402
-from spq.device import memory_format  # noqa: E402
-from spq.model import build_model  # noqa: E402
+from spq.model import SPQ, build_model, memory_format  # noqa: E402
 from spq.step import fetch_batch, make_scaler, make_views, training_step  # noqa: E402
 
 pytestmark = [pytest.mark.cuda,

@@ -104,7 +104,7 @@ def test_fp16_run_logs_skipped_steps_and_a_resume_restores_the_scaler(tmp_path, 
     monkeypatch.setattr(T, "cqc_loss", overflowing_once)
     out = tmp_path / "run"
     argv = [str(a) for a in ("--data_dir", data, "--output_dir", out, "--device", "cpu", "--precision",
-                             "fp16", "--batch_size", 2, "--input_size", 16, "--seed", 2, "--eval_epoch", 5)]
+                             "fp16", "--batch_size", 2, "--input_size", 8, "--seed", 2, "--eval_epoch", 5)]
     assert main_SPQ.main(argv + ["--epochs", "1"]) == 0
     first = read_log(out)[0]
     assert first["skipped_steps"] >= 1            # the injected overflow, and any real ones

@@ -53,7 +53,10 @@ def lr_of_epoch(values, epoch, epochs):
 def reference(images, values, epochs):
     """The weights after `epochs` epochs of one step each, written out."""
     torch.manual_seed(SEED)
+    # bf16 runs channels_last on the CPU (docs/options.md), fp32 contiguous
+    layout = torch.channels_last if values["precision"] == "bf16" else torch.contiguous_format
     model = SPQ(values["N_books"], values["N_words"], values["L_word"], values["soft_quantization_scale"])
+    model = model.to(memory_format=layout)
     optimizer = torch.optim.Adam(model.parameters(), lr=values["lr"], weight_decay=values["weight_decay"])
     augment = make_augmentation(SIZE, values["augment"])
     shuffle = torch.Generator().manual_seed(SEED)
@@ -62,7 +65,7 @@ def reference(images, values, epochs):
             group["lr"] = lr_of_epoch(values, epoch, epochs)
         batch = images[torch.randperm(len(images), generator=shuffle)]
         training_step(model, augment, batch, optimizer, make_scaler(torch.device("cpu"), values["precision"]),
-                      values["contrastive_temperature"], values["precision"])
+                      values["contrastive_temperature"], values["precision"], layout)
     return model.state_dict()
 
 
