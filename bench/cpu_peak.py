@@ -10,6 +10,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from spq.device import cpu_has_bf16, cpu_name
 
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}   # --precision
+
 
 def processor(device: torch.device) -> Dict[str, object]:
     """The device's name; for the CPU also PyTorch's capability level, its bf16 and AMX

@@ -37,7 +37,7 @@ from spq import retrieval as R  # noqa: E402
 from spq.model import memory_format  # noqa: E402
 from spq.model import SPQ  # noqa: E402
 from spq.quantization import encode  # noqa: E402
-from cpu_peak import count_flops, matmul_gflops, processor  # noqa: E402
+from cpu_peak import DTYPES, count_flops, matmul_gflops, processor  # noqa: E402
 
 
 def plain_map(queries, qlabels, codes, glabels, books, top_k):
@@ -100,9 +100,6 @@ def rss_mb() -> float:
 
 def max_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def encode_speed(device, precisions, n_images, repeats, peak_seconds=0.5, batch_size=256):

@@ -36,11 +36,8 @@ from plain_step import plain_training_step  # noqa: E402
 from spq.augment import make_augmentation  # noqa: E402
 from spq.model import SPQ  # noqa: E402
 from spq.model import memory_format  # noqa: E402
-from cpu_peak import count_flops, matmul_gflops, processor  # noqa: E402
+from cpu_peak import DTYPES, count_flops, matmul_gflops, processor  # noqa: E402
 from spq.step import make_scaler, make_views, training_step  # noqa: E402
-
-
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def sync(device):

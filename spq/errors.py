@@ -8,6 +8,12 @@ class SPQError(Exception):
     """A user-facing error: the entry script prints its message and exits non-zero."""
 
 
+def shown(value, limit: int = 80) -> str:
+    """A stored value in a one-line message: its repr on one line, cut to `limit` characters."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def os_error_message(e: OSError) -> str:
     """The one-line `error:` text for an OSError (a full disk, a folder one cannot write)."""
     return f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": ")

@@ -51,7 +51,7 @@ from .checkpoint import load_checkpoint, load_state
 from .cifar10 import load_cifar10
 from .datasets import KINDS, gallery_split, open_dataset
 from .device import resolve_device
-from .errors import SPQError, exit_status
+from .errors import SPQError, exit_status, shown
 from .fileio import atomic_save, read_tagged, verify_checksum, with_checksum
 from .grid import QUERY, grid_size, result_colour, save_grid
 from .imageset import Split
@@ -122,12 +122,6 @@ def _validate(d: Dict) -> Optional[str]:
     return _codes_problem(d) or _config_problem(d) or _items_problem(d) or _labels_problem(d)
 
 
-def _shown(value) -> str:
-    """A stored value in a message: its repr on one line, cut short."""
-    text = " ".join(repr(value).split())
-    return text if len(text) <= 200 else text[:197] + "..."
-
-
 def _is_a(value, kind) -> bool:
     return isinstance(value, kind) and not (kind is int and isinstance(value, bool))
 
@@ -156,7 +150,7 @@ def _config_problem(d: Dict) -> Optional[str]:
     wrong = next((k for k, kind in CONFIG_TYPES.items() if not _is_a(config.get(k), kind)), None)
     if wrong:
         kind = "an integer" if CONFIG_TYPES[wrong] is int else "a string"
-        return f"config.{wrong} {_shown(config.get(wrong))}, not {kind}"
+        return f"config.{wrong} {shown(config.get(wrong), 200)}, not {kind}"
     if not 1 <= config["input_size"] <= MAX_INPUT_SIZE:
         return (f"config.input_size {config['input_size']}, outside 1..{MAX_INPUT_SIZE} "
                 f"(the bound of --input_size)")
@@ -168,7 +162,7 @@ def _config_problem(d: Dict) -> Optional[str]:
               ("resize", config.get("resize", RESIZE[0]) in RESIZE, f"not one of {', '.join(RESIZE)}"),
               ("allow_outside_data_dir", _is_a(config.get("allow_outside_data_dir", False), bool),
                "not true or false")]
-    return next((f"config.{k} {_shown(config.get(k))}, {why}" for k, ok, why in checks if not ok), None)
+    return next((f"config.{k} {shown(config.get(k), 200)}, {why}" for k, ok, why in checks if not ok), None)
 
 
 def _items_problem(d: Dict) -> Optional[str]:
@@ -195,11 +189,11 @@ def _path_problem(name: str, allow_absolute: bool) -> Optional[str]:
         return "an empty item path"
     if os.path.isabs(name) or posixpath.isabs(name):
         return None if allow_absolute else (
-            f"the absolute item path {_shown(name)}, outside its data folder, and no record that "
+            f"the absolute item path {shown(name, 200)}, outside its data folder, and no record that "
             f"it was built with --allow_outside_data_dir")
     parts = posixpath.normpath(name.replace("\\", "/"))
     if parts == ".." or parts.startswith("../"):
-        return f"the item path {_shown(name)}, outside its data folder (it climbs out with ..)"
+        return f"the item path {shown(name, 200)}, outside its data folder (it climbs out with ..)"
     return None
 
 
@@ -289,6 +283,7 @@ def build_index(model: SPQ, ckpt: Dict, checkpoint, options, split: str = "galle
     one warning line, in a list they are an error."""
     input_size = ckpt["args"]["input_size"]
     resize = ckpt["args"].get("resize", "crop")          # the rule the model was trained with
+    precision = trained_precision(ckpt)                  # and the arithmetic it was evaluated in
     data_dir = options.data_dir
     splits = open_dataset(options)
     split = pick_split(splits, split, options)
@@ -299,8 +294,8 @@ def build_index(model: SPQ, ckpt: Dict, checkpoint, options, split: str = "galle
               dynamic_ncols=True, file=sys.stderr) as bar:
         for images, ok in source.batches(input_size, workers, BATCH, resize):
             if len(images):
-                x = describe(model, images, input_size, precision=trained_precision(ckpt))  # (b, M*L)
-                codes.append(encode(x, model.codebooks).cpu())                              # (b, M)
+                x = describe(model, images, input_size, precision=precision)     # (b, M*L)
+                codes.append(encode(x, model.codebooks).cpu())                  # (b, M)
             read.append(ok)
             bar.update(len(ok))
     read = np.concatenate(read) if read else np.zeros(0, bool)

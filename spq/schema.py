@@ -18,17 +18,11 @@ from typing import Any, Dict, Optional
 import torch
 
 from . import options
-from .errors import SPQError
+from .errors import SPQError, shown
 
 MAX_EPOCHS = options.RANGES["epochs"][1]
 MAX_INPUT_SIZE = options.MAX_INPUT_SIZE
 PLAIN = (str, int, float, bool, type(None))
-
-
-def _shown(value) -> str:
-    """A stored value in a message: its repr on one line, cut short."""
-    text = " ".join(repr(value).split())
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 class _Refusal(Exception):
@@ -55,14 +49,14 @@ def _value_problem(action: argparse.Action, value) -> Optional[str]:
         return None
     if action.nargs in ("*", "+") or (_is_int(action.nargs) and action.nargs > 0):
         if not isinstance(value, (list, tuple)):
-            return f"{_shown(value)} is not a list"
+            return f"{shown(value)} is not a list"
         return next(filter(None, (_single_problem(action, v) for v in value)), None)
     return _single_problem(action, value)
 
 
 def _single_problem(action: argparse.Action, value) -> Optional[str]:
     if action.choices is not None and value not in action.choices:
-        return f"{_shown(value)} is not one of {', '.join(map(str, action.choices))}"
+        return f"{shown(value)} is not one of {', '.join(map(str, action.choices))}"
     kind = action.type
     if action.nargs == 0 or (action.const is True and action.nargs == "?"):   # a flag, a BOOL
         ok = isinstance(value, bool)
@@ -75,7 +69,7 @@ def _single_problem(action: argparse.Action, value) -> Optional[str]:
     else:                   # another parsing function: only plain values are admitted
         ok = isinstance(value, PLAIN) or (isinstance(value, (list, tuple))
                                           and all(isinstance(x, PLAIN) for x in value))
-    return None if ok else f"{_shown(value)} is not a value this option takes"
+    return None if ok else f"{shown(value)} is not a value this option takes"
 
 
 def check_options(saved: Any) -> Optional[str]:
@@ -87,7 +81,7 @@ def check_options(saved: Any) -> Optional[str]:
     for name, value in saved.items():
         if name not in known:
             if not isinstance(value, PLAIN):
-                return f"its unknown option {_shown(name)} holds a {type(value).__name__}"
+                return f"its unknown option {shown(name)} holds a {type(value).__name__}"
             continue
         problem = _value_problem(known[name], value)
         if problem:
@@ -137,21 +131,21 @@ def _mid_epoch_problem(mid: Any, epoch: int) -> Optional[str]:
         return ("a mid-epoch record without exactly epoch, shuffle_state, step, loss_sum, seconds "
                 "(and optionally skipped, non_finite)")
     if mid["epoch"] != epoch + 1 or not _is_int(mid["epoch"]):
-        return f"a mid-epoch record of epoch {_shown(mid['epoch'])}, not {epoch + 1}"
+        return f"a mid-epoch record of epoch {shown(mid['epoch'])}, not {epoch + 1}"
     state = mid["shuffle_state"]
     if not (isinstance(state, torch.Tensor) and state.dtype == torch.uint8
             and state.shape == torch.get_rng_state().shape):
         return "a mid-epoch shuffling state that is not a random state"
     if not (_is_int(mid["step"]) and mid["step"] >= 0):
-        return f"a mid-epoch step {_shown(mid['step'])}"
+        return f"a mid-epoch step {shown(mid['step'])}"
     loss = mid["loss_sum"]
     if not (isinstance(loss, torch.Tensor) and loss.numel() == 1 and loss.is_floating_point()):
         return "a mid-epoch loss sum that is not one number"
     if not (_is_number(mid["seconds"]) and mid["seconds"] >= 0):
-        return f"mid-epoch seconds {_shown(mid['seconds'])}"
+        return f"mid-epoch seconds {shown(mid['seconds'])}"
     for name in MID_EPOCH_COUNTS & set(mid):
         if not (_is_int(mid[name]) and 0 <= mid[name] <= mid["step"]):
-            return f"a mid-epoch {name} count {_shown(mid[name])}"
+            return f"a mid-epoch {name} count {shown(mid[name])}"
     return None
 
 
@@ -178,10 +172,10 @@ def check_checkpoint(ckpt: Dict, path) -> None:
 def _checkpoint_problem(ckpt: Dict) -> Optional[str]:
     epoch = ckpt["epoch"]
     if not (_is_int(epoch) and 0 <= epoch <= MAX_EPOCHS):
-        return f"epoch {_shown(epoch)}"
+        return f"epoch {shown(epoch)}"
     best = ckpt["best_map"]
     if best is not None and not (_is_number(best) and 0 <= best <= 1):
-        return f"a best mAP of {_shown(best)}"
+        return f"a best mAP of {shown(best)}"
     problem = check_options(ckpt["args"])
     if problem:
         return problem
@@ -217,7 +211,7 @@ def _checkpoint_problem(ckpt: Dict) -> Optional[str]:
             return problem
     best_epoch = ckpt.get("best_epoch")
     if best_epoch is not None and not (_is_int(best_epoch) and 1 <= best_epoch <= epoch and best is not None):
-        return f"a best epoch of {_shown(best_epoch)}"
+        return f"a best epoch of {shown(best_epoch)}"
     env = ckpt.get("environment", {})
     if not (isinstance(env, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())):
         return "an environment record that is not a dictionary of strings"

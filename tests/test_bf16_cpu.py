@@ -10,7 +10,6 @@ import spq
 from spq.errors import SPQError
 from spq.model import SPQ, memory_format
 import spq.device as D
-from cifar_fixture import write_cifar10
 from conftest import SMALL, assert_clean_failure, assert_same_weights, read_log, spq as run_spq
 from spq.cifar10 import load_cifar10
 from spq.index import load_model
@@ -69,12 +68,11 @@ def test_describe_runs_the_network_under_the_precision():
 
 
 @pytest.fixture(scope="module")
-def bf16_runs(tmp_path_factory):
+def bf16_runs(data, tmp_path_factory):
     """Three bf16 epochs in one run (the first 4 training images of each class: 2 steps of
     16 an epoch), and two then one more by --resume."""
     if D.cpu_has_bf16() is False:
         pytest.skip("this CPU has no bf16 instructions")
-    data = write_cifar10(tmp_path_factory.mktemp("cifar"), per_batch=40, test=50)
     whole, split = tmp_path_factory.mktemp("whole"), tmp_path_factory.mktemp("split")
     common = ["--data_dir", data, "--precision", "bf16", "--eval_epoch", 1, *SMALL, "--train_per_class", 4]
     assert run_spq(*common, "--output_dir", whole, "--epochs", 3).returncode == 0
