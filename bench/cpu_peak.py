@@ -8,9 +8,22 @@ from typing import Callable, Dict
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from spq.device import cpu_has_bf16, cpu_name
+from spq.device import auto_precision, cpu_has_bf16, cpu_name
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}   # --precision
+NATIVE = "native"      # --precision native: fp32, and bf16 where the device runs it natively
+
+
+def precisions(asked, device: torch.device):
+    """The precisions a bench times: `asked`, with NATIVE replaced by fp32 and, where the
+    device has fast bf16 (spq.device.auto_precision), bf16; never an emulated bf16 unless
+    asked by name."""
+    out = []
+    for p in asked:
+        for name in (["fp32", auto_precision(device)] if p == NATIVE else [p]):
+            if name not in out:
+                out.append(name)
+    return out
 
 
 def processor(device: torch.device) -> Dict[str, object]:

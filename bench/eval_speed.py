@@ -3,7 +3,7 @@ CIFAR-10 protocol's sizes; prints one JSON line.
 
     python bench/eval_speed.py [--device cpu|cuda] [--queries 10000] [--gallery 50000]
                                [--books 8 16] [--plain_queries 50] [--repeats 3]
-                               [--encode_images 2048] [--precision fp32 bf16]
+                               [--encode_images 2048] [--precision native]
 
 Encoding (`encode`): --encode_images random 32 x 32 uint8 images described by an SPQ
 network in eval mode (spq.retrieval.describe, as the evaluation runs it) in each
@@ -37,7 +37,7 @@ from spq import retrieval as R  # noqa: E402
 from spq.model import memory_format  # noqa: E402
 from spq.model import SPQ  # noqa: E402
 from spq.quantization import encode  # noqa: E402
-from cpu_peak import DTYPES, count_flops, matmul_gflops, processor  # noqa: E402
+from cpu_peak import DTYPES, NATIVE, count_flops, matmul_gflops, precisions, processor  # noqa: E402
 
 
 def plain_map(queries, qlabels, codes, glabels, books, top_k):
@@ -146,10 +146,12 @@ def main():
     ap.add_argument("--encode_images", type=int, default=2048, help="images encoded per precision (0: skip)")
     ap.add_argument("--peak_seconds", type=float, default=0.5,
                     help="length of each of the 3 timed windows of the matrix-product peak")
-    ap.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=list(DTYPES),
-                    help="the precisions of the encoding, side by side")
+    ap.add_argument("--precision", nargs="+", default=[NATIVE], choices=[NATIVE, *DTYPES],
+                    help="the precisions of the encoding, side by side; native: fp32, and bf16 "
+                         "where the device runs it natively")
     a = ap.parse_args()
     device = torch.device(a.device)
+    a.precision = precisions(a.precision, device)
     encoding = (encode_speed(device, a.precision, a.encode_images, a.repeats, a.peak_seconds)
                 if a.encode_images else None)
 

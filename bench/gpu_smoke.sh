@@ -4,14 +4,16 @@
 #     bash bench/gpu_smoke.sh
 #
 # 1. the CUDA test tier (python -m pytest -m cuda), on CIFAR-shaped data its fixtures write;
-# 2. bench/train_speed.py on CUDA, fp32 and bf16 side by side, batch 256 (random CIFAR-shaped images);
-# 3. bench/eval_speed.py --device cuda (encoding in fp32 and bf16; random descriptors at the
-#    CIFAR-10 protocol's sizes).
+# 2. bench/train_speed.py on CUDA, fp32 and (where the GPU has fast bf16) bf16 side by side,
+#    batch 256 (random CIFAR-shaped images);
+# 3. bench/eval_speed.py --device cuda (encoding in the same precisions; random descriptors at
+#    the CIFAR-10 protocol's sizes).
 # Each bench prints one JSON line. Every step runs even if an earlier one failed; the
 # script ends with one status line per step and exits 1 if any failed.
 #
 # --cpu-check runs the same steps on the CPU at tiny sizes (the CUDA tier is then all
-# skipped): it checks the script itself, not the GPU. PYTHON selects the interpreter.
+# skipped): it checks the script itself, not the GPU; bf16 is timed only on a CPU with bf16
+# instructions (never emulated). PYTHON selects the interpreter.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
@@ -47,8 +49,8 @@ step() {   # step NAME COMMAND...: run it, remember whether it passed
 }
 
 step "CUDA test tier" "$PY" -m pytest -m cuda -q -p no:cacheprovider tests/test_cuda.py
-step "train_speed" "$PY" bench/train_speed.py --device "$device" --precision fp32 bf16 "${train_sizes[@]}"
-step "eval_speed" "$PY" bench/eval_speed.py --device "$device" ${eval_sizes[@]+"${eval_sizes[@]}"}
+step "train_speed" "$PY" bench/train_speed.py --device "$device" --precision native "${train_sizes[@]}"
+step "eval_speed" "$PY" bench/eval_speed.py --device "$device" --precision native ${eval_sizes[@]+"${eval_sizes[@]}"}
 
 echo "== summary ($device)"
 printf '%s\n' "${status[@]}"

@@ -1,7 +1,7 @@
 """Training throughput: the step main_SPQ.py uses, in each --precision side by side, against a
 plain step; one JSON line.
 
-    python bench/train_speed.py --device cpu --batch_size 64            # fp32 and bf16
+    python bench/train_speed.py --device cpu --batch_size 64            # fp32 (and native bf16)
     python bench/train_speed.py --device cuda --precision bf16 --batch_size 256
     python bench/train_speed.py --device cpu --augment simclr --precision fp32
 
@@ -36,7 +36,7 @@ from plain_step import plain_training_step  # noqa: E402
 from spq.augment import make_augmentation  # noqa: E402
 from spq.model import SPQ  # noqa: E402
 from spq.model import memory_format  # noqa: E402
-from cpu_peak import DTYPES, count_flops, matmul_gflops, processor  # noqa: E402
+from cpu_peak import DTYPES, NATIVE, count_flops, matmul_gflops, precisions, processor  # noqa: E402
 from spq.step import make_scaler, make_views, training_step  # noqa: E402
 
 
@@ -98,8 +98,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                     choices=["cpu", "cuda"])
-    ap.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16", "fp16"],
-                    help="the precisions timed side by side")
+    ap.add_argument("--precision", nargs="+", default=[NATIVE], choices=[NATIVE, *DTYPES],
+                    help="the precisions timed side by side; native: fp32, and bf16 where the "
+                         "device runs it natively (an emulated bf16 only when asked by name)")
     ap.add_argument("--batch_size", type=int, default=256)
     ap.add_argument("--steps", type=int, default=20, help="timed steps per round")
     ap.add_argument("--rounds", type=int, default=1, help="rounds; each precision reports its median")
@@ -113,6 +114,7 @@ def main():
                     help="the views of the timed training steps (main_SPQ.py --augment)")
     a = ap.parse_args()
     device = torch.device(a.device)
+    a.precision = precisions(a.precision, device)
     torch.manual_seed(0)
     images = torch.randint(0, 256, (max(4 * a.batch_size, 1024), 3, 32, 32), dtype=torch.uint8, device=device)
     augment = make_augmentation(32, a.augment).to(device)

@@ -44,6 +44,20 @@ def cpu_has_bf16() -> Optional[bool]:
     return any(check() for check in checks if check is not None)
 
 
+def fast_bf16(device: torch.device) -> bool:
+    """Whether `device` runs bf16 natively, faster than fp32: a CUDA GPU of compute
+    capability 8.0 or later (Ampere on), or a CPU with bf16 instructions (`cpu_has_bf16`;
+    False where PyTorch cannot tell)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_capability(device)[0] >= 8
+    return cpu_has_bf16() is True
+
+
+def auto_precision(device: torch.device) -> str:
+    """What --precision auto runs: bf16 where the device has fast bf16 (`fast_bf16`), else fp32."""
+    return "bf16" if fast_bf16(device) else "fp32"
+
+
 def check_precision(device: torch.device, precision: str) -> None:
     """SPQError for --precision bf16 on a CPU without bf16 instructions, where PyTorch would
     emulate it more slowly than fp32 runs."""

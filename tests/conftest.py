@@ -23,6 +23,7 @@ import pytest
 import torch
 
 import main_SPQ
+import processes
 from cifar_fixture import write_cifar10
 from spq import faults
 from spq.index import main as index_main
@@ -99,8 +100,8 @@ def plot_cli(*argv) -> Ran:
 def spq_process(*argv, cwd=None, env=None, timeout=600) -> subprocess.CompletedProcess:
     """python main_SPQ.py ARGV in a process of its own (`env` adds to the environment)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    return subprocess.run([sys.executable, str(ROOT / "main_SPQ.py"), *map(str, argv)],
-                          capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout)
+    return processes.run([sys.executable, str(ROOT / "main_SPQ.py"), *map(str, argv)],
+                         cwd=cwd, env=env, timeout=timeout)
 
 
 def read_log(out):

@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import processes
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # (name, file, text, replacement, test files to run first)
@@ -115,7 +117,7 @@ def run_quick_subset(tree: Path, first, timeout: int) -> bool:
     command = [sys.executable, "-m", "pytest", "-x", "-q", "-m", "not slow", "-p", "no:cacheprovider",
                *first, "tests"]
     try:
-        done = subprocess.run(command, cwd=tree, capture_output=True, text=True, timeout=timeout)
+        done = processes.run(command, cwd=tree, timeout=timeout)
     except subprocess.TimeoutExpired:
         return True                     # a mutant that hangs the suite is caught too
     return done.returncode != 0

@@ -4,7 +4,6 @@ import contextlib
 import io
 import json
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import torch
 from PIL import Image
 
 import spq.api
+import processes
 from conftest import ROOT, index_cli, spq as spq_cli
 from spq.adc import adc_distances
 from spq.api import Model, load, search
@@ -305,5 +305,5 @@ def test_import_spq_is_light_and_exports_the_api():
             "assert found == (spq.api.load, spq.api.Model, spq.api.search)\n"
             "assert {'load', 'Model', 'search'} <= set(spq.__all__)\n"
             "print('ok')")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    done = processes.run([sys.executable, "-c", code], cwd=ROOT, timeout=300)
     assert done.stdout == "ok\n", done.stderr

@@ -3,12 +3,12 @@ one, and the command line trains, evaluates, checkpoints and resumes under torch
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import pytest
 import torch
 
+import processes
 from conftest import ROOT, SMALL, assert_same_weights, read_log, spq
 from ddp_step import GLOBAL_BATCH, TEMPERATURE, fixed_views, fresh_model
 from spq.distributed import World, shard
@@ -18,9 +18,8 @@ from spq.step import loss_on_views
 
 def torchrun(*argv, nproc=2):
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                           f"--nproc_per_node={nproc}", *map(str, argv)],
-                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    return processes.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                          f"--nproc_per_node={nproc}", *map(str, argv)], cwd=ROOT, env=env, timeout=600)
 
 
 @pytest.mark.parametrize("n,size", [(8, 2), (7, 2), (10, 3), (2, 4), (0, 2)])

@@ -2,13 +2,13 @@
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import processes
 from conftest import ROOT, SMALL, assert_clean_failure, index_cli, spq
 from folder_fixture import write_folder
 from PIL import Image
@@ -30,8 +30,8 @@ from spq.retrieval import describe
 def index_process(*argv):
     """python -m spq.index ARGV in a process of its own."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", "spq.index", *map(str, argv)], capture_output=True,
-                          text=True, cwd=ROOT, env=env, timeout=600)
+    return processes.run([sys.executable, "-m", "spq.index", *map(str, argv)], cwd=ROOT, env=env,
+                         timeout=600)
 
 
 def has_faiss():

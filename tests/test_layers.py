@@ -3,13 +3,13 @@ spq/ imports a top-level module, and once installed its commands run from any fo
 import ast
 import importlib.metadata
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 import spq
+import processes
 from conftest import ROOT
 
 PACKAGE = ROOT / "spq"
@@ -95,7 +95,6 @@ def installed() -> bool:
 def test_the_commands_run_from_another_folder_once_installed(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     for module in ("spq.index", "main_SPQ"):
-        done = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True,
-                              cwd=tmp_path, env=env, timeout=300)
+        done = processes.run([sys.executable, "-m", module, "--help"], cwd=tmp_path, env=env, timeout=300)
         assert done.returncode == 0, (module, done.stderr)
         assert "usage:" in done.stdout, module

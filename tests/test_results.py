@@ -8,12 +8,12 @@ mAPs, epochs, seeds and environments; every rewritten checkpoint is still one th
 """
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+import processes
 from conftest import ROOT, assert_clean_failure, run_main
 
 from spq.checkpoint import load_checkpoint, model_only
@@ -185,8 +185,8 @@ def test_an_unreadable_checkpoint_is_one_line_and_status_1(runs, tmp_path):
     shutil.copy(runs["c32-seed1"] / "log.jsonl", broken)
     with open(runs["c32-seed1"] / "last.pth", "rb") as f:
         (broken / "last.pth").write_bytes(f.read(4096))
-    result = subprocess.run([sys.executable, "-m", "spq.results", str(runs["c32-seed2"]), str(broken)],
-                            capture_output=True, text=True, cwd=ROOT, timeout=120)
+    result = processes.run([sys.executable, "-m", "spq.results", str(runs["c32-seed2"]), str(broken)],
+                           cwd=ROOT, timeout=120)
     assert_clean_failure(result, 1, f"error: cannot read checkpoint {broken / 'last.pth'}")
     assert len(result.stderr.splitlines()) == 1
     assert result.stdout == ""

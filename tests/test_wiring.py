@@ -19,17 +19,23 @@ from cifar_fixture import write_cifar10
 from conftest import spq
 from spq.augment import make_augmentation
 from spq.cifar10 import load_cifar10
+from spq.device import cpu_has_bf16
 from spq.model import SPQ
 from spq.step import make_scaler, training_step
 
 SEED, SIZE, IMAGES = 3, 16, 10
+# The precision checked: bf16 where the CPU has bf16 instructions; elsewhere fp16 (PyTorch
+# would emulate bf16 there, slower than fp32, and the program refuses it), so that the
+# check runs on every CPU. Neither has fast kernels on every CPU: its run is at 8 pixels.
+OTHER_PRECISION = "bf16" if cpu_has_bf16() else "fp16"
+PRECISION_SIZE = 8
 DEFAULTS = {"N_books": 8, "N_words": 16, "L_word": 16, "soft_quantization_scale": 5.0,
             "contrastive_temperature": 0.5, "lr": 3e-4, "weight_decay": 1e-5, "augment": "authors",
             "precision": "fp32", "lr_schedule": "authors"}
 # (option, value): values far enough from the defaults that one step shows them
 CHANGES = [("contrastive_temperature", 0.2), ("soft_quantization_scale", 1.0), ("N_books", 4),
            ("N_words", 8), ("L_word", 8), ("lr", 1e-3), ("weight_decay", 0.5), ("augment", "simclr"),
-           ("precision", "bf16"), ("lr_schedule", "cosine")]
+           ("precision", OTHER_PRECISION), ("lr_schedule", "cosine")]
 SHAPES = {"N_books", "N_words", "L_word"}
 
 
@@ -50,7 +56,7 @@ def lr_of_epoch(values, epoch, epochs):
     return values["lr"]           # constant, and the authors' schedule in its first 11 epochs
 
 
-def reference(images, values, epochs):
+def reference(images, values, epochs, size):
     """The weights after `epochs` epochs of one step each, written out."""
     torch.manual_seed(SEED)
     # bf16 runs channels_last on the CPU (docs/options.md), fp32 contiguous
@@ -58,7 +64,7 @@ def reference(images, values, epochs):
     model = SPQ(values["N_books"], values["N_words"], values["L_word"], values["soft_quantization_scale"])
     model = model.to(memory_format=layout)
     optimizer = torch.optim.Adam(model.parameters(), lr=values["lr"], weight_decay=values["weight_decay"])
-    augment = make_augmentation(SIZE, values["augment"])
+    augment = make_augmentation(size, values["augment"])
     shuffle = torch.Generator().manual_seed(SEED)
     for epoch in range(1, epochs + 1):
         for group in optimizer.param_groups:
@@ -69,9 +75,9 @@ def reference(images, values, epochs):
     return model.state_dict()
 
 
-def trained(data, out, argv, epochs):
+def trained(data, out, argv, epochs, size):
     result = spq("--data_dir", data, "--output_dir", out, "--device", "cpu", "--seed", SEED,
-                 "--input_size", SIZE, "--batch_size", IMAGES, "--epochs", epochs, "--eval_epoch", 100, *argv)
+                 "--input_size", size, "--batch_size", IMAGES, "--epochs", epochs, "--eval_epoch", 100, *argv)
     assert result.returncode == 0, result.stderr
     return torch.load(out / "last.pth", weights_only=True)["model"]
 
@@ -83,27 +89,29 @@ def largest_difference(a, b):
     return max((a[k].float() - b[k].float()).abs().max().item() for k in a)
 
 
-# Two runs cover every option: the method and optimiser options changed together (two
-# epochs, so that the schedule shows), and the code's shape (one epoch).
-RUNS = {"method and optimiser": [c for c in CHANGES if c[0] not in SHAPES],
-        "shape": [c for c in CHANGES if c[0] in SHAPES]}
+# Three runs cover every option: the method and optimiser options changed together (two
+# epochs, so that the schedule shows), the code's shape (one epoch), and the precision
+# (one epoch, 8-pixel views); each with its input size.
+RUNS = {"method and optimiser": ([c for c in CHANGES if c[0] not in SHAPES | {"precision"}], SIZE),
+        "shape": ([c for c in CHANGES if c[0] in SHAPES], SIZE),
+        "precision": ([c for c in CHANGES if c[0] == "precision"], PRECISION_SIZE)}
 
 
 @pytest.mark.parametrize("kind", list(RUNS))
 def test_every_option_reaches_the_step(data, tmp_path, kind):
     images = load_cifar10(data).train_images
     assert len(images) == IMAGES
-    changes = RUNS[kind]
+    changes, size = RUNS[kind]
     epochs = max(epochs_for(option) for option, _ in changes)
     argv = [a for option, value in changes for a in (f"--{option}", value)]
-    weights = trained(data, tmp_path / "run", argv, epochs)
+    weights = trained(data, tmp_path / "run", argv, epochs, size)
     values = {**DEFAULTS, **dict(changes)}
-    assert largest_difference(weights, reference(images, values, epochs)) == 0, \
+    assert largest_difference(weights, reference(images, values, epochs, size)) == 0, \
         f"one of {[o for o, _ in changes]} did not reach the step: " + ", ".join(
             f"--{o} matches its default" for o, _ in changes
-            if largest_difference(weights, reference(images, {**values, o: DEFAULTS[o]}, epochs)) == 0)
+            if largest_difference(weights, reference(images, {**values, o: DEFAULTS[o]}, epochs, size)) == 0)
     for option, _ in changes:        # each value, set back to its default, moves the weights
-        back = reference(images, {**values, option: DEFAULTS[option]}, epochs)
+        back = reference(images, {**values, option: DEFAULTS[option]}, epochs, size)
         # Adam's first update moves each weight by about lr: a value that changes anything
         # changes some weight by that much (a shape changes the shapes: infinitely far)
         assert largest_difference(back, weights) > 0.1 * DEFAULTS["lr"], \
