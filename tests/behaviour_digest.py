@@ -4,13 +4,17 @@ shape left its behaviour alone.
     python tests/behaviour_digest.py OUT.json      # run on one checkout
     python tests/behaviour_digest.py --compare A.json B.json
 
-The runs go through the command lines only (`python main_SPQ.py`, `python -m spq.index`),
-in processes of their own, so the same script serves any version of the code: two epochs
-with evaluation, a resume, --eval_only, a folder dataset, a list dataset with the non-default
-method options, and an index build. The digest keeps every log row (without its seconds),
-the SHA-256 of every tensor of every checkpoint with its non-tensor values, retrieval.json
-(without seconds and paths) and the index codes. Not a test: a tool for refactorings
-(docs/testing.md).
+The runs go through the command lines only (`python main_SPQ.py`, `python -m spq.index`,
+`spq.export`, `spq.split`, `spq.prepare`, `spq.results`), in processes of their own, so the
+same script serves any version of the code: two epochs with evaluation, a resume,
+--eval_only, a folder dataset, a list dataset with the non-default method options, an index
+build, an export, a custom split of a list, both datasets' list files from replicas of
+their official layouts, and the results table. The digest keeps every log row (without its
+seconds), the SHA-256 of every tensor of every checkpoint with its non-tensor values,
+retrieval.json (without seconds and paths), the index codes, the SHA-256 of every other file
+written, and what the results table printed; the folder it ran in, the machine and the
+commit (a checkpoint's environment record) are left out. Not a test: a tool for
+refactorings (docs/testing.md).
 """
 import argparse
 import hashlib
@@ -26,16 +30,21 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from cifar_fixture import write_cifar10  # noqa: E402
 from folder_fixture import write_folder  # noqa: E402
+from prepare_fixture import flickr_raw, nus_raw  # noqa: E402
 
 SMALL = ["--device", "cpu", "--batch_size", "16", "--seed", "1", "--input_size", "16"]
 TIMES = {"seconds", "eval_seconds"}
+MACHINE = {"environment"}              # hardware, torch version, commit: not behaviour
+WORK = "<work>"                        # the temporary folder the runs write into
 
 
-def run(*argv, module=None):
+def run(*argv, module=None) -> str:
+    """The command's standard output; SystemExit when it fails."""
     command = [sys.executable, *(["-m", module] if module else [str(ROOT / "main_SPQ.py")]), *map(str, argv)]
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     if done.returncode:
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr}")
+    return done.stdout
 
 
 def tensor_hash(t: torch.Tensor) -> str:
@@ -43,29 +52,34 @@ def tensor_hash(t: torch.Tensor) -> str:
                                                            if t.numel() else b"").hexdigest()[:16]
 
 
-def plain(value):
-    """Tensors as hashes, everything else as it is, minus times and absolute paths."""
+def plain(value, work: str = ""):
+    """Tensors as hashes, everything else as it is, minus times, the machine's record and
+    absolute paths (the work folder inside a string becomes WORK)."""
     if isinstance(value, torch.Tensor):
         return tensor_hash(value)
     if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))
-                if str(k) not in TIMES}
+        return {str(k): plain(v, work) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))
+                if str(k) not in TIMES | MACHINE}
     if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
+        return [plain(v, work) for v in value]
     if isinstance(value, str) and value.startswith("/"):
         return "<path>"
+    if isinstance(value, str) and work:
+        return value.replace(work, WORK)
     return value
 
 
-def digest_folder(out: Path) -> dict:
+def digest_folder(out: Path, work: str) -> dict:
     d = {}
     for path in sorted(out.iterdir()):
         if path.suffix == ".pth" or path.suffix == ".index":
-            d[path.name] = plain(torch.load(path, weights_only=True))
+            d[path.name] = plain(torch.load(path, weights_only=True), work)
         elif path.name == "log.jsonl":
-            d[path.name] = [plain(json.loads(line)) for line in path.read_text().splitlines()]
-        elif path.name == "retrieval.json":
-            d[path.name] = plain(json.loads(path.read_text()))
+            d[path.name] = [plain(json.loads(line), work) for line in path.read_text().splitlines()]
+        elif path.suffix == ".json":
+            d[path.name] = plain(json.loads(path.read_text()), work)
+        elif path.is_file():
+            d[path.name] = hashlib.sha256(path.read_bytes().replace(work.encode(), WORK.encode())).hexdigest()[:16]
     return d
 
 
@@ -104,7 +118,18 @@ def collect(work: Path) -> dict:
     (runs / "index").mkdir()
     run("build", "--checkpoint", runs / "two" / "best.pth", "--data_dir", cifar,
         "--out", runs / "index" / "cifar.index", module="spq.index")
-    return {name.name: digest_folder(name) for name in sorted(runs.iterdir())}
+    run("--checkpoint", runs / "list" / "last.pth", "--dataset", "list", "--data_dir", folder,
+        "--train_list", train_list, "--num_cls", 3, "--descriptors", "--num_workers", 0,
+        "--out", runs / "export", "--device", "cpu", module="spq.export")
+    run("custom", runs / "split", "--list", train_list, "--data_dir", folder, "--num_cls", 3,
+        "--query", 6, "--train", 8, "--seed", 2, module="spq.split")
+    run("flickr25k", flickr_raw(work / "flickr"), runs / "flickr", module="spq.prepare")
+    run("nuswide", nus_raw(work / "nus"), runs / "nuswide", module="spq.prepare")
+    table = run(runs / "two", runs / "list", runs / "folder", module="spq.results")
+    digest = {name.name: digest_folder(name, str(work)) for name in sorted(runs.iterdir())}
+    for value in torch.load(runs / "two" / "last.pth", weights_only=True).get("environment", {}).values():
+        table = table.replace(value, "<machine>")              # the hardware and commit columns
+    return {**digest, "results table": table.replace(str(work), WORK).splitlines()}
 
 
 def compare(a: Path, b: Path) -> int:
