@@ -3,12 +3,12 @@
 import shlex
 import sys
 
-from args import explicit_options, parse_args
-from spq import faults
-from spq.distributed import from_environment
 from spq.errors import SPQError, os_error_message
-from spq.interrupt import Interrupted
-from spq.run import run
+from spq.options.values import parse
+from spq.run import faults
+from spq.run.distributed import from_environment
+from spq.run.interrupt import Interrupted
+from spq.run.start import run
 
 
 def resume_command(argv, checkpoint: str) -> str:
@@ -26,10 +26,10 @@ def resume_command(argv, checkpoint: str) -> str:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = parse_args(argv)
+    options, typed = parse(argv)
     faults.install()        # the crash tests' fault points (SPQ_FAULTS); nothing otherwise
     try:
-        return run(args, explicit_options(argv))
+        return run(options, typed)
     except Interrupted as e:
         if from_environment().main:
             print(f"{e}\nresume with: {resume_command(argv, e.checkpoint)}", file=sys.stderr)

@@ -8,7 +8,8 @@ from typing import Callable, Dict
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from spq.device import auto_precision, cpu_has_bf16, cpu_name
+from spq.run.device import auto_precision, cpu_has_bf16
+from spq.run.environment import cpu_name
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}   # --precision
 NATIVE = "native"      # --precision native: fp32, and bf16 where the device runs it natively
@@ -16,7 +17,7 @@ NATIVE = "native"      # --precision native: fp32, and bf16 where the device run
 
 def precisions(asked, device: torch.device):
     """The precisions a bench times: `asked`, with NATIVE replaced by fp32 and, where the
-    device has fast bf16 (spq.device.auto_precision), bf16; never an emulated bf16 unless
+    device has fast bf16 (spq.run.device.auto_precision), bf16; never an emulated bf16 unless
     asked by name."""
     out = []
     for p in asked:

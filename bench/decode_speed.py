@@ -4,7 +4,7 @@
 
 DATA_DIR is a folder dataset (train/ [test/ gallery/]), e.g. the CIFAR-10 JPEGs of
 ../shared/data/cifar10-jpg.tar.gz unpacked. Each worker count loads the whole folder
-with spq.folder.load_folder, in memory, after one untimed pass that warms the file
+with spq.data.folder.load_folder, in memory, after one untimed pass that warms the file
 cache; the images must come out equal for every worker count.
 """
 import argparse
@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from spq.folder import load_folder  # noqa: E402
+from spq.data.folder import load_folder  # noqa: E402
 
 
 def main():
@@ -26,7 +26,7 @@ def main():
     p.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     a = p.parse_args()
     first = load_folder(a.data_dir, a.input_size, max(a.workers))      # warms the file cache
-    images = len(first.train_images) + sum(len(t) for t in (first.test_images, first.gallery_images)
+    images = len(first.train_images) + sum(len(t) for t in (first.query_images, first.gallery_images)
                                            if t is not None)
     result = {"data_dir": a.data_dir, "images": images, "input_size": a.input_size}
     for workers in a.workers:

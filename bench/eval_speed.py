@@ -6,7 +6,7 @@ CIFAR-10 protocol's sizes; prints one JSON line.
                                [--encode_images 2048] [--precision native]
 
 Encoding (`encode`): --encode_images random 32 x 32 uint8 images described by an SPQ
-network in eval mode (spq.retrieval.describe, as the evaluation runs it) in each
+network in eval mode (spq.run.encode.describe, as the evaluation runs it) in each
 precision, the precisions taking turns for --repeats rounds (median images per second,
 the ratio to the first precision, GFLOP/s from the forward pass's counted operations
 and their fraction of a 2048 x 2048 matrix product's GFLOP/s in that precision).
@@ -32,11 +32,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from spq import adc as A  # noqa: E402
-from spq import retrieval as R  # noqa: E402
-from spq.model import memory_format  # noqa: E402
-from spq.model import SPQ  # noqa: E402
-from spq.quantization import encode  # noqa: E402
+from spq.run.encode import describe  # noqa: E402
+from spq.retrieval import distances as D  # noqa: E402
+from spq.retrieval import metrics as R  # noqa: E402
+from spq.retrieval import topk as A  # noqa: E402
+from spq.run.device import memory_format  # noqa: E402
+from spq.method.network import SPQ  # noqa: E402
+from spq.method.quantization import encode  # noqa: E402
 from cpu_peak import DTYPES, NATIVE, count_flops, matmul_gflops, precisions, processor  # noqa: E402
 
 
@@ -61,7 +63,7 @@ def plain_map(queries, qlabels, codes, glabels, books, top_k):
 
 def whole_rows_map(queries, qlabels, codes, glabels, books, top_k):
     """An earlier implementation: whole rows of distances by one gather per book, then top-k."""
-    tables = A.adc_tables(queries, books)
+    tables = D.adc_tables(queries, books)
     codes = codes.long()
     idx = []
     for part in tables.split(max(1, 2 ** 23 // codes.shape[0])):
@@ -110,15 +112,15 @@ def encode_speed(device, precisions, n_images, repeats, peak_seconds=0.5, batch_
     models = {}
     for p in precisions:
         model = SPQ().to(device, memory_format=memory_format(device, p)).eval()
-        R.describe(model, images[:batch_size], 32, batch_size, p)                    # warm-up
+        describe(model, images[:batch_size], 32, batch_size, p)                    # warm-up
         models[p] = model
     runs = {p: [] for p in precisions}
     for _ in range(repeats):
         for p, model in models.items():
-            _, sec = timed(lambda: R.describe(model, images, 32, batch_size, p), device)
+            _, sec = timed(lambda: describe(model, images, 32, batch_size, p), device)
             runs[p].append(n_images / sec)
     model = models[precisions[0]]
-    flops = count_flops(lambda: R.describe(model, images[:batch_size], 32, batch_size)) / batch_size
+    flops = count_flops(lambda: describe(model, images[:batch_size], 32, batch_size)) / batch_size
     out = {"images": n_images, "batch_size": batch_size, "flops_per_image": round(flops)}
     for p in precisions:
         ips = statistics.median(runs[p])
@@ -162,7 +164,7 @@ def main():
     for m, d in zip(a.books, data):
         runs = []
         for _ in range(a.repeats):
-            value, sec = timed(lambda: R.mean_average_precision(*d, top_k=a.top_n), device)
+            value, sec = timed(lambda: R.mean_average_precision(*d, top_n=a.top_n), device)
             runs.append(sec)
             if m == a.books[0] and len(runs) == 1:
                 out["peak_rss_after_first_search_mb"] = round(max_rss_mb(), 1)
@@ -179,7 +181,7 @@ def main():
         for i in range(a.repeats):
             part = [t.to(on) for t in (first[0][i * n:(i + 1) * n], first[1][i * n:(i + 1) * n], *first[2:])]
             value, sec = timed(lambda: fn(*part, a.top_n), on)
-            fast = R.mean_average_precision(*[t.to(device) for t in part], top_k=a.top_n)
+            fast = R.mean_average_precision(*[t.to(device) for t in part], top_n=a.top_n)
             secs.append(sec / n)
             agree.append(abs(value - fast) < 1e-5)
         return statistics.median(secs), all(agree)

@@ -4,9 +4,9 @@
 
 Encodes CIFAR-10 once (DIR/cifar-10-batches-py: the training set as gallery codes, the
 test set as query descriptors) and measures mAP@top_k three ways: SPQ's evaluation
-(sum over books of Euclidean distances), the sum of squared distances (`spq.adc`,
+(sum over books of Euclidean distances), the sum of squared distances (`spq.retrieval.distances`,
 distance "squared"), and the ranking of a faiss.IndexPQ holding the same codebooks and
-codes (`spq.faiss_export`), which ranks by squared distance too; then how much the
+codes (`spq.store.index.to_faiss`), which ranks by squared distance too; then how much the
 rankings agree: the share of queries whose top_k lists are identical (euclidean against
 squared, FAISS against squared) and the mean share of top_k items the euclidean and
 squared lists have in common. Needs faiss-cpu.
@@ -20,12 +20,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from spq.cifar10 import load_cifar10  # noqa: E402
-from spq.retrieval import encode_sets  # noqa: E402
-from spq.faiss_export import to_faiss  # noqa: E402
-from spq.index import load_model  # noqa: E402
-from spq.adc import search  # noqa: E402
-from spq.retrieval import average_precision, relevant  # noqa: E402
+from spq.data.cifar10 import load_cifar10  # noqa: E402
+from spq.run.encode import encode_sets  # noqa: E402
+from spq.store.index import to_faiss  # noqa: E402
+from spq.run.trained import load_model  # noqa: E402
+from spq.retrieval.topk import search  # noqa: E402
+from spq.retrieval.metrics import average_precision, relevant  # noqa: E402
 
 
 def main() -> None:
@@ -38,13 +38,13 @@ def main() -> None:
     model, ckpt = load_model(args.checkpoint, torch.device(args.device))
     data = load_cifar10(args.data_dir)
     t0 = time.perf_counter()
-    codes, queries = encode_sets(model, data.train_images, data.test_images, ckpt["args"]["input_size"])
+    codes, queries = encode_sets(model, data.train_images, data.query_images, ckpt["args"]["input_size"])
     encode_s = time.perf_counter() - t0
     books = model.codebooks.detach()
     figures = {"checkpoint": args.checkpoint, "epoch": ckpt["epoch"], "queries": len(queries),
                "gallery": len(codes), "top_k": args.top_k, "encode_s": round(encode_s, 1)}
     def mean_ap(ranked):                                                    # ranked: (Q, top_k)
-        rel = relevant(data.test_labels, data.train_labels, ranked.cpu())
+        rel = relevant(data.query_labels, data.train_labels, ranked.cpu())
         return round(average_precision(rel).mean().item(), 6)
 
     ranked = {}

@@ -7,7 +7,7 @@ kornia 0.5.10 (the version of the authors' run) is imported in a child process f
 folder given (it runs on a current torch); the installed kornia stays in this one. The
 child runs each op of the authors' pipeline, as their script configured it, on the same
 seeded images and records its sampled parameters and outputs; this process replays
-those parameters through spq.augment's `authors` pipeline and reports the largest
+those parameters through spq.method.views's `authors` pipeline and reports the largest
 absolute difference per op (images in [0, 1]). It also draws --draws crop sizes from
 both sides (not paired) and from the installed kornia's RandomResizedCrop, and reports
 how often a crop spans a full side and the mean crop area. Without kornia 0.5.10 in the
@@ -60,8 +60,8 @@ def reference(out: str, batch: int, seed: int, draws: int) -> None:
 
 
 def replay(record: dict, x: torch.Tensor) -> dict:
-    """This process: the same parameters through spq.augment's authors pipeline."""
-    from spq.augment import make_augmentation
+    """This process: the same parameters through spq.method.views's authors pipeline."""
+    from spq.method.views import make_augmentation
     crop, flip, jitter, gray, blur = make_augmentation(SIZE, "authors")
     b = x.shape[0]
     shape = torch.tensor(x.shape)
@@ -122,7 +122,7 @@ def main() -> int:
     ours = replay(record, x)
     diffs = {name: float((ours[name] - record[name]["output"]).abs().max()) for name in OPS}
 
-    from spq.augment import StrictResizedCrop
+    from spq.method.views import StrictResizedCrop
     torch.manual_seed(a.seed)
     p = StrictResizedCrop(SIZE).forward_parameters(torch.Size([a.draws, 3, SIZE, SIZE]))
     torch.manual_seed(a.seed)

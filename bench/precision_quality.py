@@ -22,10 +22,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import main_SPQ  # noqa: E402
-from spq.cifar10 import load_cifar10  # noqa: E402
-from spq.device import environment  # noqa: E402
-from spq.retrieval import measure_map  # noqa: E402
-from spq.subset import first_per_class  # noqa: E402
+from spq.data.cifar10 import load_cifar10  # noqa: E402
+from spq.run.environment import environment  # noqa: E402
+from spq.options.values import EvalOptions  # noqa: E402
+from spq.run.evaluation import measure  # noqa: E402
+from spq.data.imageset import first_per_class  # noqa: E402
 import spq  # noqa: E402
 import torch  # noqa: E402
 
@@ -81,13 +82,13 @@ def main():
     model_path = root / f"{base}-seed{a.seeds[0]}" / "last.pth"
     cifar = load_cifar10(a.data_dir)
     gallery = first_per_class(cifar.train_labels, a.train_per_class)
-    queries = first_per_class(cifar.test_labels, a.query_per_class)
+    queries = first_per_class(cifar.query_labels, a.query_per_class)
     encoded = {}
     for p in a.precision:
         model = spq.load(model_path, device=a.device, precision=p)
-        encoded[p] = round(measure_map(model.network, cifar.train_images[gallery], cifar.train_labels[gallery],
-                                       cifar.test_images[queries], cifar.test_labels[queries],
-                                       model.input_size, 1000, precision=p), 4)
+        encoded[p] = round(measure(model.network, (cifar.train_images[gallery], cifar.train_labels[gallery]),
+                                   (cifar.query_images[queries], cifar.query_labels[queries]), model.input_size,
+                                   EvalOptions(1, 1000, "adc", "euclidean"), p), 4)
     print(json.dumps({"bench": "precision_quality", "environment": environment(torch.device(a.device)),
                       "seeds": a.seeds, "epochs": epochs,
                       "one_model_encoded": {"checkpoint": str(model_path), **encoded},

@@ -7,7 +7,7 @@ runs, timed by phase (the two views, the CNN forward with quantization and loss,
 backward pass, Adam), then the same steps under torch.profiler: each operator's share of
 the time, and for convolutions the milliseconds per call of the forward and backward
 pass by input shape (N, C, H, W), slowest first. The precision's memory layout is
-spq.model.memory_format's unless --layout says otherwise.
+spq.run.device.memory_format's unless --layout says otherwise.
 """
 import argparse
 import json
@@ -20,10 +20,10 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from spq.augment import make_augmentation  # noqa: E402
-from spq.model import memory_format  # noqa: E402
-from spq.model import SPQ  # noqa: E402
-from spq.step import loss_on_views, make_views  # noqa: E402
+from spq.method.views import make_augmentation  # noqa: E402
+from spq.run.device import memory_format  # noqa: E402
+from spq.method.network import SPQ  # noqa: E402
+from spq.method.step import loss_on_views, make_views  # noqa: E402
 from cpu_peak import processor  # noqa: E402
 
 LAYOUTS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}

@@ -6,7 +6,7 @@
 A synthetic index: random codes (K=16, L=16, M from --books) with a random codebook, and
 a path per item. Figures: milliseconds to answer one query (search and the distances of
 its results; the median over --repeats random queries, after one warm-up), the same with
-the sampled threshold forced (which `spq.adc.search` leaves to batches of at least
+the sampled threshold forced (which `spq.retrieval.topk.search` leaves to batches of at least
 MIN_QUERIES queries, ranking fewer from whole rows) and the ratio of the two, measured in
 this run; milliseconds per query for a batch of --batch queries; seconds to load the
 index file (which `query` does on every call); and the peak resident memory. The
@@ -24,14 +24,15 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from spq import adc as A  # noqa: E402
-from spq.fileio import atomic_save  # noqa: E402
-from spq.index import Index, load_index  # noqa: E402
+from spq.retrieval import distances as D  # noqa: E402
+from spq.retrieval import topk as A  # noqa: E402
+from spq.files.torchfile import atomic_save  # noqa: E402
+from spq.store.index import Index, load_index  # noqa: E402
 
 
 def answer(queries, index, k):
     idx = torch.cat([i for _, i in A.search(queries, index.codes, index.codebooks, k)])
-    return idx, A.result_distances(queries, index.codes, index.codebooks, idx)
+    return idx, D.result_distances(queries, index.codes, index.codebooks, idx)
 
 
 def median_ms(queries, index, k, device):

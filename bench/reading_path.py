@@ -63,9 +63,9 @@ def patch(target: str, seen: set) -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--epoch", default="spq.step:epoch_steps",
+    p.add_argument("--epoch", default="spq.run.loop:epoch_steps",
                    help="MODULE:FUNCTION that runs one pass over the training images")
-    p.add_argument("--evaluation", default="spq.retrieval:measure_map",
+    p.add_argument("--evaluation", default="spq.run.evaluation:measure",
                    help="MODULE:FUNCTION that evaluates the model at an epoch's end")
     args = p.parse_args()
     from cifar_fixture import write_cifar10

@@ -7,8 +7,8 @@ plain step; one JSON line.
 
 Random CIFAR-shaped uint8 images resident on the device. For each precision (default fp32
 and bf16), after `--warmup` steps, times `--steps` real updates (both views, model, soft
-quantization, loss, backward, Adam) of spq.step.training_step with that precision and its
-memory layout (spq.model.memory_format: channels_last on CUDA and for bf16); the
+quantization, loss, backward, Adam) of spq.method.step.training_step with that precision and its
+memory layout (spq.run.device.memory_format: channels_last on CUDA and for bf16); the
 precisions take turns for `--rounds` rounds and each reports its median round
 (`--compile` adds each precision compiled with torch.compile, as main_SPQ.py --compile;
 `--other_layout` each precision in the layout it does not use).
@@ -17,7 +17,7 @@ broadcast loss). Images per second count images, not views. `flops_per_image`: t
 step's floating-point operations per image (torch.utils.flop_counter: convolutions and
 matrix products, forward and backward); `matmul_gflops`: what a 2048 x 2048 matrix
 product reaches here in fp32 and bf16; `fraction_of_matmul_peak`: the step's GFLOP/s over
-that of its precision. `views` times the two views of a batch alone (spq.step.make_views)
+that of its precision. `views` times the two views of a batch alone (spq.method.step.make_views)
 with both pipelines, `authors` and `simclr`, in the same run.
 """
 import argparse
@@ -33,11 +33,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))    # the plain reference step of the tests
 from plain_step import plain_training_step  # noqa: E402
-from spq.augment import make_augmentation  # noqa: E402
-from spq.model import SPQ  # noqa: E402
-from spq.model import memory_format  # noqa: E402
+from spq.method.views import make_augmentation  # noqa: E402
+from spq.method.network import SPQ  # noqa: E402
+from spq.run.device import memory_format  # noqa: E402
 from cpu_peak import DTYPES, NATIVE, count_flops, matmul_gflops, precisions, processor  # noqa: E402
-from spq.step import make_scaler, make_views, training_step  # noqa: E402
+from spq.method.step import make_scaler, make_views, training_step  # noqa: E402
 
 
 def sync(device):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-from spq.schedule import lr_per_epoch  # noqa: E402
+from spq.method.step import lr_per_epoch  # noqa: E402
 
 
 def pyplot():

@@ -1,36 +1,26 @@
 """SPQ: Self-supervised Product Quantization for deep unsupervised image retrieval.
 
-One idea per module, in layers (`LAYERS`, lowest first): a module imports only modules
-of its own layer or of layers below it, and nothing outside the package
-(tests/test_layers.py reads every import and checks both).
-
-To follow one training step read spq/step.py, then augment.py, model.py,
-quantization.py and loss.py; one evaluation: retrieval.py, then model.py,
-quantization.py and adc.py (bench/reading_path.py measures these lists).
+Folders by role, in layers (`LAYERS`, lowest first): a module imports only from its own
+folder, its own layer or layers below it, and nothing outside the package
+(tests/test_layers.py reads every import and checks both). The paper is spq/method/
+(five files, read top to bottom); the commands are the modules at the top
+(python -m spq.index, spq.export, spq.prepare, spq.split, spq.results, spq.plot; the
+Python API is spq/api.py); main_SPQ.py, beside the package, trains and evaluates.
 """
 __version__ = "0.1.0"
 
 LAYERS = (
-    ("foundations: user errors, file writes, safe unpickling, signals",
-     ("errors", "fileio", "safe_pickle", "interrupt")),
-    ("the maths, pure functions: soft and hard quantization, the CQC loss, ADC search, "
-     "learning-rate schedules",
-     ("quantization", "loss", "adc", "schedule")),
-    ("the network and its views",
-     ("model", "augment")),
-    ("data: decoding files, the image sets, CIFAR-10, folders, list files, subsets, "
-     "query/train/database splits, the --dataset dispatch",
-     ("images", "imageset", "cifar10", "folder", "lists", "subset", "split", "datasets")),
-    ("options and what a run keeps: every option, checkpoint contents and their checks, the "
-     "output folder, resuming",
-     ("options", "schema", "checkpoint", "outdir", "resume")),
-    ("running a model: device, processes, compiling, the training step, retrieval with a "
-     "model, a run's set-up",
-     ("device", "distributed", "compiling", "step", "retrieval", "setup")),
-    ("a run: training to --epochs, --eval_only, main_SPQ.py's run",
-     ("fit", "evaluate", "run")),
-    ("tools on trained models, and the crash tests' fault points",
-     ("index", "grid", "faiss_export", "plot", "prepare", "results", "api", "export", "faults")),
+    ("foundations: the errors a user can fix", ("errors",)),
+    ("the method, pure torch (network, soft quantization, loss, views, step); the way in and "
+     "out of every file", ("method", "files")),
+    ("retrieval over codes: distances, top-k search, metrics; data: images, datasets, splits",
+     ("retrieval", "data")),
+    ("options: declared, parsed into typed values, merged on resume", ("options",)),
+    ("what is kept on disk: checkpoints and their checks, a run's record, index files", ("store",)),
+    ("running the method: device, processes, loop, encoding, set-up, fit, evaluation, indexing",
+     ("run",)),
+    ("the commands and the Python API",
+     ("api", "index", "export", "prepare", "split", "results", "plot")),
 )
 
 __all__ = ["load", "Model", "search"]      # the Python API, spq/api.py (docs/api.md)

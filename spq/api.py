@@ -6,17 +6,17 @@
     x = model.descriptors(images)                       # (B, M*L) float32
     indices, distances = spq.search(x, codes, model.codebooks, k=10)
 
-`Model` wraps the checkpoint's network (an `spq.model.SPQ`, its `network`); it is not an
+`Model` wraps the checkpoint's network (an `spq.method.network.SPQ`, its `network`); it is not an
 nn.Module itself. Pictures may be a uint8 tensor (B, 3, H, W), resized bilinearly to the
-input size when they have another size, as the evaluation does (`spq.retrieval.describe`);
+input size when they have another size, as the evaluation does (`spq.run.encode.describe`);
 or a list of image files (str or Path) and Pillow images, mixed as one likes, each decoded
 as training decoded files: the checkpoint's --input_size and --resize rule
-(`spq.images.decode`; a Pillow image goes through that same function). They are encoded
+(`spq.data.images.decode`; a Pillow image goes through that same function). They are encoded
 `batch_size` at a time (decoding included), without gradients; results are CPU tensors.
 
 `search` ranks coded items by ADC distance exactly as the evaluation does
-(`spq.adc.search`: by (distance, item index), so equal distances keep item order) and
-gives each result's distance (`spq.adc.result_distances`, bit for bit those it was ranked
+(`spq.retrieval.topk.search`: by (distance, item index), so equal distances keep item order) and
+gives each result's distance (`spq.retrieval.distances.result_distances`, bit for bit those it was ranked
 by). See docs/api.md.
 """
 import io
@@ -27,14 +27,14 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .adc import DISTANCES, result_distances
-from .adc import search as adc_search
+from .data.images import decode, to_rgb
 from .errors import SPQError
-from .images import decode, to_rgb
-from .index import load_model, trained_precision
-from .model import PRECISIONS
-from .quantization import code_bits, code_dtype, encode
-from .retrieval import describe
+from .method.quantization import code_bits, code_dtype, encode
+from .method.step import PRECISIONS
+from .run.encode import describe
+from .run.trained import load_model, trained_precision
+from .retrieval.distances import DISTANCES, result_distances
+from .retrieval.topk import search as adc_search
 
 __all__ = ["load", "Model", "search"]
 
@@ -70,7 +70,7 @@ def load(path, device="auto", precision: Optional[str] = None) -> "Model":
 class Model:
     """A trained SPQ model: its network in eval mode, its codebooks and options.
 
-    Attributes: `network` (the spq.model.SPQ module), `device`, `options` (a dict of the
+    Attributes: `network` (the spq.method.network.SPQ module), `device`, `options` (a dict of the
     checkpoint's run options), `checkpoint` (its path), `epoch`, `codebooks` ((M, K, L)
     float32 on the CPU), `bits` (M log2 K), `input_size` and `resize` (how files and
     Pillow images are sized: the checkpoint's), `batch_size` (the default of the methods),
@@ -169,7 +169,7 @@ def _is_pil(image) -> bool:
 
 
 def pil_file(image) -> io.BytesIO:
-    """A Pillow image as a lossless in-memory file for `spq.images.decode`, so that it is
+    """A Pillow image as a lossless in-memory file for `spq.data.images.decode`, so that it is
     sized by the very code that sizes files: EXIF orientation applied and RGB conversion
     done here (decode does them again, to no effect), the pixels kept exactly (BMP)."""
     from PIL import ImageOps

@@ -5,7 +5,7 @@
     python -m spq.export --index INDEX --out DIR [--force]
 
 From a checkpoint and a dataset (the options of `python -m spq.index build`, the same
-encoding: `spq.index.build_index`), or from an index file that build wrote (then no image
+encoding: `spq.run.indexing.build_index`), or from an index file that build wrote (then no image
 is read), it writes into DIR:
     codes.npy        (G, M) codes, the smallest integer dtype for K words (uint8 up to 256)
     codebooks.npy    (M, K, L) float32
@@ -30,14 +30,17 @@ from typing import Dict, Optional
 import numpy as np
 import torch
 
-from .adc import DISTANCES
-from .checkpoint import load_checkpoint
-from .device import resolve_device
 from .errors import SPQError, exit_status
-from .fileio import atomic_write, atomic_write_bytes
-from .index import Index, build_index, load_index, load_model
-from .options import HelpFormatter, add_dataset_options, check_dataset_options
-from .quantization import code_bits
+from .files.write import atomic_write, atomic_write_bytes
+from .method.quantization import code_bits
+from .options.declared import HelpFormatter, add_dataset_options
+from .options.values import check_dataset_options, data_options
+from .run.device import resolve_device
+from .run.indexing import build_index
+from .run.trained import load_model
+from .retrieval.distances import DISTANCES
+from .store.checkpoint import load_checkpoint
+from .store.index import Index, load_index
 
 FORMAT = "spq-export"
 VERSION = 1
@@ -67,7 +70,7 @@ def encode_dataset(model, ckpt, args):
     hook = model.register_forward_hook(lambda m, i, out: kept.append(out.detach().float().cpu())) \
         if args.descriptors else None
     try:
-        index = build_index(model, ckpt, args.checkpoint, args, args.split, args.num_workers)
+        index = build_index(model, ckpt, args.checkpoint, data_options(args, ckpt["args"]), args.split, args.num_workers)
     finally:
         if hook is not None:
             hook.remove()
@@ -159,10 +162,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                            "is read; no data option applies)")
     data = p.add_argument_group("data (with --checkpoint; as for python -m spq.index build)")
     add_dataset_options(data)
-    data.add_argument("--split", default="gallery", choices=["gallery", "train", "test"],
+    data.add_argument("--split", default="gallery", choices=["gallery", "train", "query"],
                       help="which images to encode: gallery means the retrieval database of the "
                            "evaluation (a folder's gallery/, else its train/; the gallery list, else "
-                           "the training list; CIFAR-10's training set); test: the queries")
+                           "the training list; CIFAR-10's training set); query: the queries")
     data.add_argument("--descriptors", action="store_true",
                       help="also write descriptors.npy, the real-valued descriptors (needs a dataset)")
     run = p.add_argument_group("encoding (with --checkpoint)")

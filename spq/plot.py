@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List
 
-from .fileio import atomic_write
 from .errors import SPQError, exit_status
+from .files.write import atomic_write
 
 DPI = 110
 

@@ -3,7 +3,7 @@
     python -m spq.results RUN_DIR [RUN_DIR ...] [--paper]
 
 A RUN_DIR is the --output_dir of a main_SPQ.py run, finished or not: its last.pth (read
-with `spq.checkpoint.load_checkpoint`, which checks it) gives the options, the epochs done,
+with `spq.store.checkpoint.load_checkpoint`, which checks it) gives the options, the epochs done,
 the best mAP and its epoch, the split (protocol, seed) and the environment (hardware,
 commit); its log.jsonl gives the mAP of the last evaluation. A RUN_DIR may also be a
 folder of run folders: those one level down that hold last.pth are read. A folder with no
@@ -35,10 +35,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .checkpoint import load_checkpoint
 from .errors import SPQError, exit_status
-from .fileio import read_jsonl
-from .quantization import code_bits
+from .files.read import read_jsonl
+from .method.quantization import code_bits
+from .store.checkpoint import load_checkpoint
 
 LAST, BEST, LOG = "last.pth", "best.pth", "log.jsonl"
 UNKNOWN = "unknown"

@@ -24,10 +24,10 @@ from pathlib import Path
 import torch
 
 import main_SPQ
-from spq.distributed import from_environment, gather_rows, init, shard, shutdown
-from spq.model import SPQ
-from spq.distributed import wrap_ddp
-from spq.step import loss_on_views
+from spq.run.distributed import from_environment, gather_rows, init, shard, shutdown
+from spq.method.network import SPQ
+from spq.run.distributed import wrap_ddp
+from spq.method.step import loss_on_views
 
 GLOBAL_BATCH = 8
 TEMPERATURE = 0.5

@@ -4,7 +4,7 @@ fp32, contiguous memory, and everything written the straightforward way: each im
 augmented on its own (as a per-sample data-loader transform would), soft quantization
 book by book from explicit differences, and the loss from a (2N, 2N, D) broadcast of
 cosine similarities with positives and negatives picked out by masks. Same method,
-same numbers; tests check it against the fast step of spq.step.
+same numbers; tests check it against the fast step of spq.method.step.
 """
 import torch
 import torch.nn.functional as F
