@@ -35,7 +35,7 @@ def main() -> None:
     p.add_argument("--top_k", type=int, default=1000)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = p.parse_args()
-    model, ckpt = load_model(args.checkpoint, torch.device(args.device))
+    model, ckpt, _ = load_model(args.checkpoint, torch.device(args.device))
     data = load_cifar10(args.data_dir)
     t0 = time.perf_counter()
     codes, queries = encode_sets(model, data.train_images, data.query_images, ckpt["args"]["input_size"])

@@ -32,7 +32,8 @@ from .errors import SPQError
 from .method.quantization import code_bits, code_dtype, encode
 from .method.step import PRECISIONS
 from .run.encode import describe
-from .run.trained import load_model, trained_precision
+from .options.declared import AUTO
+from .run.trained import load_model
 from .retrieval.distances import DISTANCES, result_distances
 from .retrieval.topk import search as adc_search
 
@@ -57,14 +58,16 @@ def _device(device) -> torch.device:
 def load(path, device="auto", precision: Optional[str] = None) -> "Model":
     """A checkpoint of this project (a run's best.pth or last.pth) as a ready `Model` in
     eval mode on `device` ("auto": CUDA when available, else the CPU; "cpu"; "cuda"),
-    encoding under `precision` ("fp32", "bf16", "fp16"; default: the checkpoint's
-    --precision, as its evaluation did). SPQError (one line) for a file that is missing or
-    not such a checkpoint, or an unknown precision."""
+    encoding under `precision` ("fp32", "bf16", "fp16", or "auto": bf16 where the device
+    runs it natively, else fp32; default: the checkpoint's --precision, as its evaluation
+    did). The rule of the command line: bf16 on a CPU without bf16 instructions is refused.
+    SPQError (one line) for a file that is missing or not such a checkpoint, or a precision
+    that is unknown or refused."""
     dev = _device(device)
-    if precision is not None and precision not in PRECISIONS:
-        raise SPQError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
-    network, ckpt = load_model(path, dev, precision)
-    return Model(network, ckpt, path, precision=precision or trained_precision(ckpt))
+    if precision is not None and precision not in (*PRECISIONS, AUTO):
+        raise SPQError(f"precision {precision!r} is not one of {', '.join((*PRECISIONS, AUTO))}")
+    network, ckpt, chosen = load_model(path, dev, precision, remedy="pass precision='fp32' (or 'auto')")
+    return Model(network, ckpt, path, precision=chosen)
 
 
 class Model:
@@ -185,7 +188,7 @@ def search(queries, codes, codebooks, k: int,
 
     queries: (Q, M*L) descriptors; codes: (G, M) integers in 0..K-1; codebooks: (M, K, L);
     tensors or numpy arrays (exported ones too). distance: "euclidean" (per book, summed:
-    the paper's evaluation) or "squared" (FAISS's IndexPQ ranking). Returns indices (Q,
+    the authors' evaluation) or "squared" (FAISS's IndexPQ ranking). Returns indices (Q,
     min(k, G)) int64 into `codes`, nearest first, equal distances in item order, and their
     distances (Q, min(k, G)) float32; CPU tensors. Runs where `queries` lie.
     """

@@ -33,7 +33,7 @@ import torch
 from .errors import SPQError, exit_status
 from .files.write import atomic_write, atomic_write_bytes
 from .method.quantization import code_bits
-from .options.declared import HelpFormatter, add_dataset_options
+from .options.declared import HelpFormatter, add_dataset_options, add_precision_option
 from .options.values import check_dataset_options, data_options
 from .run.device import resolve_device
 from .run.indexing import build_index
@@ -47,7 +47,7 @@ VERSION = 1
 FILES = ("codes.npy", "codebooks.npy", "labels.npy", "paths.txt", "descriptors.npy", "export.json")
 RULES = {"euclidean": "ADC: per book m, the Euclidean distance between the query's sub-vector m "
                       "(columns m*L..(m+1)*L-1) and codebooks[m, codes[g, m]]; summed over books "
-                      "(float32, book order); smaller is nearer, ties by item order (the paper's "
+                      "(float32, book order); smaller is nearer, ties by item order (the authors' "
                       "evaluation)",
          "squared": "ADC: per book, the squared Euclidean distance, summed: the squared distance "
                     "to the item's reconstruction (FAISS IndexPQ's ranking)"}
@@ -61,7 +61,7 @@ def sha256(path) -> str:
     return digest.hexdigest()
 
 
-def encode_dataset(model, ckpt, args):
+def encode_dataset(model, ckpt, args, precision: str):
     """(Index, descriptors (G, M*L) float32 or None) of the checkpoint's model on the split.
 
     The descriptors are the very ones `build_index` quantizes: a forward hook on the
@@ -70,7 +70,8 @@ def encode_dataset(model, ckpt, args):
     hook = model.register_forward_hook(lambda m, i, out: kept.append(out.detach().float().cpu())) \
         if args.descriptors else None
     try:
-        index = build_index(model, ckpt, args.checkpoint, data_options(args, ckpt["args"]), args.split, args.num_workers)
+        index = build_index(model, ckpt, args.checkpoint, data_options(args, ckpt["args"]), args.split,
+                            args.num_workers, precision)
     finally:
         if hook is not None:
             hook.remove()
@@ -173,6 +174,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                      help="processes decoding image files (0: in this process)")
     run.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"],
                      help="where the network runs: auto takes CUDA when available")
+    add_precision_option(run, "the checkpoint's")
     p.add_argument("--out", required=True, metavar="DIR", help="the folder to write the files into")
     p.add_argument("--force", action="store_true",
                    help="write into a folder that is not empty (this program's files there are replaced)")
@@ -203,9 +205,9 @@ def main(argv=None) -> int:
             source = {"index": str(Path(args.index).resolve())}
             checkpoint = checkpoint_of_index(index)
         else:
-            model, ckpt = load_model(args.checkpoint, resolve_device(args.device, "0"))
+            model, ckpt, precision = load_model(args.checkpoint, resolve_device(args.device, "0"), args.precision)
             prepare_out(out, args.force)             # after the checks, before the encoding
-            index, descriptors = encode_dataset(model, ckpt, args)
+            index, descriptors = encode_dataset(model, ckpt, args, precision)
             source = {"index": None}
             checkpoint = {"path": str(Path(args.checkpoint).resolve()), "sha256": sha256(args.checkpoint),
                           "epoch": ckpt["epoch"]}

@@ -32,11 +32,11 @@ from .errors import SPQError, exit_status
 from .files.torchfile import atomic_save, with_checksum
 from .files.write import atomic_write
 from .method.quantization import code_bits
-from .options.declared import HelpFormatter, add_dataset_options
+from .options.declared import HelpFormatter, add_dataset_options, add_precision_option
 from .options.values import check_dataset_options, data_options
 from .run.device import resolve_device
 from .run.indexing import build_index, check_query_size, check_same_input, check_same_model, query_index
-from .run.trained import load_model, trained_precision
+from .run.trained import load_model
 from .retrieval.distances import DISTANCES
 from .store.index import Index, load_index, require_faiss, to_faiss, write_faiss
 
@@ -179,11 +179,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     q.add_argument("--checkpoint", required=True, help="the checkpoint the index was built with")
     q.add_argument("--top_k", default=10, type=int, help="results per query")
     q.add_argument("--distance", default="euclidean", choices=list(DISTANCES),
-                   help="euclidean: sum over books of the distance to the codeword (the paper's "
+                   help="euclidean: sum over books of the distance to the codeword (the authors' "
                         "evaluation); squared: sum of squares, FAISS's ranking")
     q.add_argument("--symmetric", action="store_true",
                    help="code the query images too and compare codewords with codewords (SDC); "
-                        "default: their descriptors against the codes (ADC, the paper's)")
+                        "default: their descriptors against the codes (ADC, the authors' evaluation)")
     q.add_argument("--json", action="store_true", help="print the results as one JSON document")
     q.add_argument("--grid", default=None, metavar="PNG",
                    help="also draw the results: one row per query, the query then its results, "
@@ -198,6 +198,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     for s in (b, q):
         s.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"],
                        help="where the network runs: auto takes CUDA when available")
+        add_precision_option(s, "the checkpoint's" if s is b else "the one the index was built in, else the checkpoint's")
     p.build_parser = b      # its usage line goes with the errors of its dataset options
     return p
 
@@ -205,8 +206,9 @@ def get_args_parser() -> argparse.ArgumentParser:
 def _build(args, device) -> None:
     if args.faiss:
         require_faiss()                                     # before the work, not after it
-    model, ckpt = load_model(args.checkpoint, device)
-    index = build_index(model, ckpt, args.checkpoint, data_options(args, ckpt["args"]), args.split, args.num_workers)
+    model, ckpt, precision = load_model(args.checkpoint, device, args.precision)
+    index = build_index(model, ckpt, args.checkpoint, data_options(args, ckpt["args"]), args.split,
+                        args.num_workers, precision)
     faiss_index = None
     if args.faiss:
         faiss_index = to_faiss(index.codebooks, index.codes)
@@ -228,11 +230,10 @@ def _query(args, device) -> None:
     check_query_size(len(args.images), index.config["input_size"])
     if args.grid:
         check_grid(len(args.images), 1 + min(args.top_k, len(index)), args.tile)
-    model, ckpt = load_model(args.checkpoint, device)
+    model, ckpt, precision = load_model(args.checkpoint, device, args.precision or index.config.get("precision"))
     check_same_model(index, model, args.index, args.checkpoint)
     check_same_input(index, ckpt, args.index, args.checkpoint)
-    found = query_index(index, model, args.images, args.top_k, args.distance, args.symmetric,
-                        trained_precision(ckpt))
+    found = query_index(index, model, args.images, args.top_k, args.distance, args.symmetric, precision)
     if args.grid:
         write_grid(found, index, args.tile, args.grid, args.data_dir)
     if args.json:

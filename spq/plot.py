@@ -25,7 +25,8 @@ DPI = 110
 
 
 def read_log(path: Path) -> List[Dict]:
-    """The records of a log.jsonl; SPQError naming the file (and line) when unusable."""
+    """The epoch records of a log.jsonl (its header line, what the run trains, is skipped);
+    SPQError naming the file (and line) when unusable."""
     if not path.is_file():
         raise SPQError(f"{path} does not exist: pass the --output_dir of a training run")
     records = []
@@ -34,6 +35,8 @@ def read_log(path: Path) -> List[Dict]:
             continue
         try:
             record = json.loads(line)
+            if number == 1 and isinstance(record, dict) and set(record) == {"run"}:
+                continue
             float(record["epoch"]), float(record["loss"])
         except (ValueError, KeyError, TypeError):
             raise SPQError(f"{path}, line {number}: not a record of main_SPQ.py's log") from None
@@ -52,6 +55,11 @@ def _pyplot():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
+
+
+def whole_epochs(plt, ax) -> None:
+    """Epoch ticks at whole numbers only (a 3-epoch run is not labelled 1.25, 1.5, ...)."""
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
 
 
 def _save(plt, fig, path: Path) -> Path:
@@ -108,6 +116,7 @@ def draw(output_dir) -> List[Path]:
     loss = found["loss.png"][0]
     ax.plot(loss.x, loss.y, marker="o", markersize=3, label=loss.label)
     ax.set(xlabel="epoch", ylabel="cross quantized contrastive loss", title="training loss")
+    whole_epochs(plt, ax)
     if len(found["loss.png"]) > 1:
         lr = found["loss.png"][1]
         twin = ax.twinx()
@@ -125,6 +134,7 @@ def draw(output_dir) -> List[Path]:
                 label=f"best {m.y[best]:.4f} (epoch {m.x[best]})")
         ax.legend(loc="lower right")
         top = evals[-1].get("top_n") or "all"
+        whole_epochs(plt, ax)
         ax.set(xlabel="epoch", ylabel=f"mAP@{top}",
                title=f"retrieval mAP ({evals[-1].get('bits', '?')} bits)")
         written.append(_save(plt, fig, out / "map.png"))

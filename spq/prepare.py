@@ -1,6 +1,6 @@
 """List files for `--dataset list` from the official downloads of MIRFLICKR-25000 and NUS-WIDE.
 
-    python -m spq.prepare flickr25k RAW OUT [--images labelled|all|tagged] [--concepts 24|38]
+    python -m spq.prepare flickr25k RAW OUT [--images all|labelled|tagged] [--concepts 24|38]
     python -m spq.prepare nuswide RAW OUT [--concepts 21|10|81] [--order alphabetical|frequency]
 
 both with [--skip_missing] [--force]. RAW is the folder the official archives were unpacked
@@ -20,12 +20,16 @@ Layouts read:
              with Imagelist.txt), and the images in RAW/Flickr/<folder>/<file>.jpg.
 
 Choices (defaults first):
-  flickr25k --concepts   24: the 24 concepts (the hashing papers' label set); 38: with the 14
-                         stricter *_r1 concepts. Columns in alphabetical order of the names.
-            --images     labelled: images carrying at least one chosen concept; all: every
-                         image (rows of zeros included); tagged: labelled images whose
+  flickr25k --concepts   24: the 24 concepts (the label set of the peers' code: DeepHash-pytorch,
+                         TreezzZ/DSDH_PyTorch, MeCoQ); 38: with the 14 stricter *_r1
+                         concepts. Columns in alphabetical order of the names.
+            --images     all: every image, rows of zeros included (the peers' majority:
+                         DeepHash-pytorch and MeCoQ keep all 25,000; docs/prepare.md);
+                         labelled: images carrying at least one chosen concept (24,581 in
+                         the official data); tagged: labelled images whose
                          mirflickr/meta/tags/tags<N>.txt holds at least one tag listed in
-                         mirflickr/doc/common_tags.txt (the cross-modal subset).
+                         mirflickr/doc/common_tags.txt (the cross-modal subset). A query
+                         with no concept has no relevant item: its AP is 0, kept in the mean.
   nuswide   --concepts   21: the 21 concepts most frequent over all listed images, 10: the 10
                          most frequent, 81: every concept of Concepts81.txt. Frequency ties go
                          to the name earlier in alphabetical order. Images carrying none of
@@ -108,10 +112,16 @@ def summary(prep: Prepared, out: Path) -> str:
     """The line printed at the end: the counts and what was written."""
     kept = {"labelled": " labelled", "all": " (all images)", "tagged": " tagged"}
     word = kept.get(prep.choices.get("images"), "")
-    drops = "".join(f", {n} {REASONS[r]}" for r, n in prep.dropped.items()
-                    if n or not r.startswith("missing") or prep.choices["skip_missing"])
+    drops = ", ".join(counted(n, REASONS[r]) for r, n in prep.dropped.items()
+                      if n or not r.startswith("missing") or prep.choices["skip_missing"])
+    left_out = f"; left out {drops}" if drops else ""
     return (f"{prep.dataset}: {prep.listed} images, {prep.described}; kept "
-            f"{len(prep.paths)}{word}{drops}; wrote {out / OUTPUTS[0]}")
+            f"{len(prep.paths)}{word}{left_out}; wrote {out / OUTPUTS[0]}")
+
+
+def counted(n: int, reason: str) -> str:
+    """"1 missing image file", "2 missing image files": `reason` written in the plural."""
+    return f"{n} {reason}" if n != 1 else f"{n} {reason.replace(' files', ' file')}"
 
 
 # ---------------------------------------------------------------- command line
@@ -127,9 +137,10 @@ def get_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("flickr25k", allow_abbrev=False, formatter_class=HelpFormatter,
                        help="MIRFLICKR-25000 (mirflickr25k.zip and its annotations)",
                        description="List MIRFLICKR-25000 for --dataset list.")
-    f.add_argument("--images", choices=["labelled", "all", "tagged"], default="labelled",
-                   help="labelled: images with at least one chosen concept; all: every image; "
-                        "tagged: labelled images with at least one tag of doc/common_tags.txt")
+    f.add_argument("--images", choices=["all", "labelled", "tagged"], default="all",
+                   help="all: every image (the peers' majority, docs/prepare.md); labelled: images "
+                        "with at least one chosen concept; tagged: labelled images with at least one "
+                        "tag of doc/common_tags.txt")
     f.add_argument("--concepts", type=int, choices=[24, 38], default=24,
                    help="label columns: the 24 concepts, or 38 with the 14 *_r1 ones "
                         "(alphabetical either way)")

@@ -10,7 +10,8 @@ folder of run folders: those one level down that hold last.pth are read. A folde
 last.pth is skipped, with a note on stderr; a checkpoint that cannot be read stops the
 command with a one-line `error:` (exit status 1).
 
-The table has one row for each cell of the paper's table, always, in this order:
+The table has one row for each cell of the paper's results table as this project's brief
+describes it (not verified against a readable copy of the paper), always, in this order:
 CIFAR-10 (split protocol cifar10-official, mAP@1000), FLICKR25K (flickr25k, mAP@5000) and
 NUS-WIDE (nuswide21, mAP@5000), each at 16, 32 and 64 bits (bits = N_books x
 log2(N_words)). A run fills a cell when its split's protocol, its bits and its --Top_N are
@@ -19,12 +20,14 @@ arguments' order, then name order within a folder of runs); a cell without a run
 `no run yet`. Every other run (another protocol, a subset such as `cifar10-official
 subset`, folders, list files, another --Top_N) gets a row after the cells.
 
-Columns: dataset | protocol | bits | epochs (done / asked) | mAP last (the last evaluation
+Columns: dataset | protocol | bits | model (the backbone and where its weights started, the
+input size and resizing rule, the arithmetic) | epochs (done / asked) | mAP last (the last evaluation
 in log.jsonl, with its mAP@N and epoch) | mAP best (the checkpoint's best, with its epoch) |
 seed (the run's --seed; the split's seed too when it differs) | hardware | commit | run
 (the folder's name). Checkpoints written before splits and environments were recorded
-show `unknown` there. --paper adds the paper's figure for each cell, where it is verified
-(`PAPER`); `not verified` elsewhere.
+show `unknown` there. --paper adds the paper's figure for each cell where a source gives it
+(`PAPER`: CIFAR-10 at 32 bits, 0.793, as the authors' issue #6 quotes the paper); `not
+verified` elsewhere.
 
 The table goes to stdout, notes to stderr.
 """
@@ -37,8 +40,6 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from .errors import SPQError, exit_status
 from .files.read import read_jsonl
-from .method.quantization import code_bits
-from .store.checkpoint import load_checkpoint
 
 LAST, BEST, LOG = "last.pth", "best.pth", "log.jsonl"
 UNKNOWN = "unknown"
@@ -52,12 +53,13 @@ CELLS: Tuple[Tuple[str, str, int, int], ...] = tuple(
                                   ("NUS-WIDE", "nuswide21", 5000))
     for bits in (16, 32, 64))
 
-# the paper's figures, only those verified (the README states CIFAR-10 at 32 bits);
-# None: not verified, shown as such rather than guessed
+# the paper's figures, only those a source gives (CIFAR-10 at 32 bits: "the 0.793 in the paper",
+# the authors' issue #6; no readable copy of the paper's table was found); None: not verified,
+# shown as such rather than guessed
 PAPER: Dict[Tuple[str, int], Optional[float]] = {(protocol, bits): None for _, protocol, _, bits in CELLS}
 PAPER[("cifar10-official", 32)] = 0.793
 
-COLUMNS = ("dataset", "protocol", "bits", "epochs", "mAP last", "mAP best", "seed", "hardware",
+COLUMNS = ("dataset", "protocol", "bits", "model", "epochs", "mAP last", "mAP best", "seed", "hardware",
            "commit", "run")
 DATASET_NAMES = {"cifar10": "CIFAR-10", "flickr25k": "FLICKR25K", "nuswide21": "NUS-WIDE"}
 
@@ -69,6 +71,7 @@ class Run:
     dataset: str
     protocol: str                    # the split's protocol, or UNKNOWN
     bits: Optional[int]
+    model: str                       # the network, its input and arithmetic, in words
     top_n: Optional[int]             # --Top_N (0: the whole gallery), or None when unknown
     epochs_done: int
     epochs_asked: Optional[int]
@@ -92,7 +95,7 @@ class Run:
             where = "?" if self.best_epoch is None else self.best_epoch
             best = f"{self.best_map:.4f} ({at(self.top_n)}, epoch {where})"
         return {"dataset": self.dataset, "protocol": self.protocol,
-                "bits": "?" if self.bits is None else str(self.bits),
+                "bits": "?" if self.bits is None else str(self.bits), "model": self.model,
                 "epochs": f"{self.epochs_done} / {asked}", "mAP last": last, "mAP best": best,
                 "seed": self.seed, "hardware": self.hardware, "commit": self.commit,
                 "run": self.folder.name}
@@ -117,6 +120,9 @@ def _map(value) -> Optional[float]:
 def read_run(folder: Path) -> Run:
     """The table's view of the run in `folder` (which holds last.pth); SPQError when its
     checkpoint cannot be read."""
+    from .method.quantization import code_bits          # torch: only where a checkpoint is read
+    from .options.values import what_ran, what_ran_text
+    from .store.checkpoint import load_checkpoint
     ckpt = load_checkpoint(folder / LAST)
     args = ckpt["args"]
     done = ckpt["epoch"]
@@ -149,7 +155,7 @@ def read_run(folder: Path) -> Run:
     best_epoch = _int(ckpt.get("best_epoch"))
     if best_map is not None and best_epoch is None:
         best_epoch = best_epoch_of(folder, rows, best_map)
-    return Run(folder, dataset, protocol, bits, top_n, done, _int(args.get("epochs")), last,
+    return Run(folder, dataset, protocol, bits, what_ran_text(what_ran(args)), top_n, done, _int(args.get("epochs")), last,
                best_map, best_epoch, seed, env.get("hardware", UNKNOWN), env.get("commit", UNKNOWN))
 
 
@@ -160,6 +166,7 @@ def best_epoch_of(folder: Path, rows: List[Dict], best_map: float) -> Optional[i
         if _map(row.get("mAP")) is not None and abs(row["mAP"] - best_map) <= 1e-12:
             return row["epoch"]
     if (folder / BEST).is_file():
+        from .store.checkpoint import load_checkpoint
         return load_checkpoint(folder / BEST)["epoch"]
     return None
 
@@ -231,13 +238,13 @@ def markdown_row(values: Sequence[str]) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser("python -m spq.results", allow_abbrev=False,
-                                description=__doc__.splitlines()[0] + " (see the module docstring: "
-                                "one row per cell of the paper's table, then the other runs).")
+    p = argparse.ArgumentParser("python -m spq.results", allow_abbrev=False, description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
                    help="the --output_dir of a main_SPQ.py run, or a folder of such folders")
     p.add_argument("--paper", action="store_true",
-                   help="add a column with the paper's figure for each cell (where verified)")
+                   help="add a column with the paper's figure for each cell, where a source gives it "
+                        "(the authors' issue #6 quotes 0.793 for CIFAR-10 at 32 bits)")
     args = p.parse_args(argv)
 
     def work():

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List
 
+from .data import splits
 from .data.splits import PROTOCOLS, SETS, Request, content_hash, make_split
 from .errors import SPQError, exit_status
 from .files.write import atomic_save_json, atomic_write_bytes
@@ -29,12 +30,14 @@ def write_split(split: Dict, out: Path, force: bool = False) -> List[Path]:
     return [out / "split.json"] + written
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown after each option's help; the description (each protocol's sizes) kept as written."""
+
+
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser("python -m spq.split", allow_abbrev=False,
-                                description="Draw query, training and database sets from CIFAR-10 or a "
-                                            "labelled list file, with a seed, and record them.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("protocol", choices=list(PROTOCOLS), help="see the module docstring (docs/datasets.md)")
+    p = argparse.ArgumentParser("python -m spq.split", allow_abbrev=False, description=splits.__doc__,
+                                formatter_class=HelpFormatter)
+    p.add_argument("protocol", choices=list(PROTOCOLS), help="what to draw: the sizes above (docs/datasets.md)")
     p.add_argument("out", help="folder for split.json (and the three list files of a list)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random draws")
     p.add_argument("--data_dir", default="./data",

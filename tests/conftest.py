@@ -20,7 +20,16 @@ SMALL = ["--device", "cpu", "--batch_size", "16", "--seed", "1", "--input_size",
 
 
 def read_log(out):
-    return [json.loads(line) for line in (Path(out) / "log.jsonl").read_text().splitlines()]
+    """The epoch rows of a run's log.jsonl (below its header line)."""
+    lines = [json.loads(line) for line in (Path(out) / "log.jsonl").read_text().splitlines()]
+    assert not lines or set(lines[0]) == {"run"}, "log.jsonl does not start with its header"
+    return lines[1:]
+
+
+def reseal(ckpt, path):
+    """Write a checkpoint edited by a test as this program writes one: with its checksum."""
+    from spq.files.torchfile import with_checksum
+    torch.save(with_checksum(ckpt), path)
 
 
 def assert_same_weights(a, b):

@@ -138,7 +138,9 @@ def prepare_flickr(raw: Path, images: str, count: int, skip_missing: bool) -> Pr
     """MIRFLICKR-25000's kept images and labels (see python -m spq.prepare's docstring)."""
     folder = raw / "mirflickr"
     if not folder.is_dir():
-        raise SPQError(f"{folder} does not exist: unpack mirflickr25k.zip into {raw}")
+        hint = (f"; RAW is the folder that holds mirflickr/, and {raw} looks like mirflickr/ itself: "
+                f"pass its parent, {raw.parent}" if (raw / "im1.jpg").is_file() or raw.name == "mirflickr" else "")
+        raise SPQError(f"{folder} does not exist: unpack mirflickr25k.zip into {raw}{hint}")
     annotations = find_annotations(raw)
     concepts = sorted(FLICKR_CONCEPTS + (FLICKR_STRICT if count == 38 else ()))
     members = [read_members(annotations / f"{c}.txt") for c in concepts]
@@ -171,7 +173,7 @@ def prepare_flickr(raw: Path, images: str, count: int, skip_missing: bool) -> Pr
                     concepts, n, dropped,
                     {"images": images, "concepts": count, "skip_missing": skip_missing},
                     f"{len(concepts)} concepts", dict(zip(concepts, map(len, map(set, members)))),
-                    {"annotations": str(annotations)}, notes)
+                    {"annotations": str(annotations.resolve())}, notes)
 
 
 # ---------------------------------------------------------------- NUS-WIDE
@@ -250,6 +252,9 @@ def prepare_nus(raw: Path, count: int, order: str, skip_missing: bool) -> Prepar
     labels = labels[:, columns]
     rows = np.flatnonzero(labels.any(axis=1))
     dropped = {"without_concept": len(paths) - len(rows)}
+    if len(rows) and not (raw / "Flickr").is_dir():
+        raise SPQError(f"{raw / 'Flickr'} does not exist: the NUS-WIDE images go in RAW/Flickr/<folder>/<file>.jpg "
+                       f"(unpack the image archive into {raw})")
     found = np.array([os.path.isfile(os.path.join(raw, paths[k])) for k in rows], bool)
     absent = [paths[k] for k in rows[~found]]
     dropped["missing_image"] = check_missing(absent, len(rows), "image file", raw,
@@ -261,4 +266,4 @@ def prepare_nus(raw: Path, count: int, order: str, skip_missing: bool) -> Prepar
                     len(paths), dropped,
                     {"concepts": count, "order": order, "skip_missing": skip_missing},
                     described, {n: int(f) for n, f in zip(names, frequency)},
-                    {"image_list": str(image_list)})
+                    {"image_list": str(image_list.resolve())})

@@ -9,7 +9,7 @@ cifar-10-batches-py/: the official training images are items 0..49,999, the test
 the all.txt of python -m spq.prepare). Every protocol draws the queries first, then the
 database is every other item and the training images are drawn from the database:
 
-    cifar10-official  the official split, as the paper and the authors' code: the 10,000 test
+    cifar10-official  the official split, as the authors' code uses it: the 10,000 test
                       images are the queries, the 50,000 training images train and are the
                       database (no draw; the seed is not used)
     cifar10-1000      1,000 queries (100 per class) from the pooled 60,000; the other 59,000
@@ -39,8 +39,6 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import SPQError
-from .cifar10 import CLASSES, load_cifar10
-from .lists import read_list
 
 FORMAT = "spq-split"
 VERSION = 1
@@ -67,32 +65,38 @@ class Drawn:
 
 
 def draw(labels: np.ndarray, queries: int, queries_per_class: bool, train: int,
-         train_per_class: bool, seed: int) -> Drawn:
+         train_per_class: bool, seed: int, classes: Optional[Sequence[str]] = None,
+         preset: Optional[str] = None) -> Drawn:
     """Queries, then the database (every other item), then training images from the database.
 
     labels: (N, C) bool, one row per item (one-hot for single-label data). `queries` and
     `train` are totals, or per class when the flag says so; train 0: the whole database.
+    `classes` names the label columns and `preset` the protocol, for the errors (`pick`).
     """
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(labels))
-    query = pick(labels, order, queries, queries_per_class, "queries")
+    query = pick(labels, order, queries, queries_per_class, "queries", classes, preset)
     taken = np.zeros(len(labels), bool)
     taken[query] = True
     database = np.flatnonzero(~taken)
     if train:
         train_items = pick(labels, database[rng.permutation(len(database))], train, train_per_class,
-                           "training images")
+                           "training images", classes, preset)
     else:
         train_items = database
     return Drawn(np.sort(query), np.sort(train_items), database)
 
 
-def pick(labels: np.ndarray, order: np.ndarray, n: int, per_class: bool, what: str) -> np.ndarray:
+def pick(labels: np.ndarray, order: np.ndarray, n: int, per_class: bool, what: str,
+         classes: Optional[Sequence[str]] = None, preset: Optional[str] = None) -> np.ndarray:
     """The first `n` items of `order`, or with `per_class` for each class the first `n` items
-    of `order` that carry it (an item counts for the first of its classes with room)."""
+    of `order` that carry it (an item counts for the first of its classes with room).
+    SPQError when there are too few, naming the class (`classes`: the column names) and,
+    for a `preset` protocol, which sizes it draws and how to draw fewer."""
     if not per_class:
         if n > len(order):
-            raise SPQError(f"{n} {what} were asked but only {len(order)} items are there to draw from")
+            raise SPQError(short_of(f"{n} {what}", f"only {len(order)} items are there to draw from",
+                                    preset, f"--{'query' if what == 'queries' else 'train'} {len(order)}"))
         return order[:n]
     room = np.full(labels.shape[1], n)
     chosen = []
@@ -105,9 +109,22 @@ def pick(labels: np.ndarray, order: np.ndarray, n: int, per_class: bool, what: s
                 break
     if room.any():
         short = int(np.flatnonzero(room)[0])
-        raise SPQError(f"class {short} has only {n - int(room[short])} items left for {n} {what} per "
-                       f"class; ask for fewer")
+        name = repr(classes[short]) if classes is not None else str(short)
+        have = n - int(room[short])
+        option = "--query_per_class" if what == "queries" else "--train_per_class"
+        raise SPQError(short_of(f"{n} {what} per class", f"class {name} has only {have} images left",
+                                preset, f"{option} {have}"))
     return np.array(chosen, dtype=np.int64)
+
+
+def short_of(asked: str, found: str, preset: Optional[str], fewer: str) -> str:
+    """The error of a draw that cannot be made: what was asked, what there is, and the remedy
+    (a preset's sizes are fixed: a custom split draws fewer)."""
+    if preset is None:
+        return f"{asked} were asked, but {found}; ask for fewer ({fewer} at most)"
+    return (f"the {preset} protocol draws {asked}, but {found}: this collection is smaller than the "
+            f"one {preset} was made for; draw a custom split instead (python -m spq.split custom "
+            f"... {fewer}, and the other sizes you want)")
 
 
 def official_cifar10() -> Drawn:
@@ -139,6 +156,8 @@ def collection(data_dir, list_file: Optional[str], num_cls: Optional[int]
                ) -> Tuple[np.ndarray, List[str], Optional[List[str]], str, str]:
     """(labels (N, C) bool, class names, list lines or None, source description, source
     hash) of CIFAR-10's pooled images in `data_dir`, or of `list_file`'s lines."""
+    from .cifar10 import CLASSES, load_cifar10           # torch: imported only when a split is drawn
+    from .lists import read_list
     if list_file:
         entries = read_list(list_file, data_dir, num_cls, allow_outside=False)
         text = Path(list_file).read_bytes()
@@ -149,13 +168,24 @@ def collection(data_dir, list_file: Optional[str], num_cls: Optional[int]
             if first != number:
                 raise SPQError(f"{list_file}, line {number}: repeats the image of line {first}; a split "
                                f"needs each image once (remove the repeated lines)")
-        return (entries.labels.numpy().astype(bool), [str(c) for c in range(num_cls)],
+        return (entries.labels.numpy().astype(bool), column_names(Path(list_file), num_cls),
                 [line.strip() for line in lines], str(Path(list_file).resolve()), hashlib.sha256(text).hexdigest())
     data = load_cifar10(data_dir)
     labels = np.concatenate([data.train_labels.numpy(), data.query_labels.numpy()])
     one_hot = np.eye(10, dtype=bool)[labels]
     digest = hashlib.sha256(labels.astype(np.int64).tobytes()).hexdigest()
     return one_hot, list(CLASSES), None, "cifar10 (official train then test images)", digest
+
+
+def column_names(list_file: Path, num_cls: int) -> List[str]:
+    """The names of a list file's label columns: the lines of the classes.txt beside it (as
+    python -m spq.prepare writes it) when it names exactly `num_cls`, else their numbers."""
+    names = list_file.parent / "classes.txt"
+    try:
+        found = [line.strip() for line in names.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError):
+        found = []
+    return found if len(found) == num_cls else [str(c) for c in range(num_cls)]
 
 
 @dataclass(frozen=True)
@@ -192,9 +222,9 @@ def make_split(r: Request) -> Dict:
             raise SPQError("custom needs one of --query N or --query_per_class N")
         drawn = draw(labels, r.query if r.query is not None else r.query_per_class,
                      r.query is None, r.train_per_class if r.train_per_class else (r.train or 0),
-                     bool(r.train_per_class), r.seed)
+                     bool(r.train_per_class), r.seed, classes)
     else:
-        drawn = draw(labels, *spec[:4], r.seed)
+        drawn = draw(labels, *spec[:4], r.seed, classes, r.protocol)
     ids = {s: (getattr(drawn, s).tolist() if lines is None else [item_path(lines[i], r.num_cls) for i in getattr(drawn, s)])
            for s in SETS}
     sizes, counts = sizes_and_counts(drawn, labels, classes)

@@ -109,11 +109,11 @@ def jsonl_bytes(rows: List[Dict]) -> bytes:
     return "".join(json.dumps(row) + "\n" for row in rows).encode()
 
 
-def append_jsonl(path, row: Dict, remedy: str = "") -> None:
-    """Append one JSON line to `path` and flush it to disk. A failed write (a full disk)
-    cuts the file back to its previous length and raises `write_error`."""
+def append_jsonl(path, rows: List[Dict], remedy: str = "") -> None:
+    """Append JSON lines to `path` in one write and flush it to disk. A failed write (a full
+    disk) cuts the file back to its previous length and raises `write_error`."""
     path = Path(path)
-    line = jsonl_bytes([row])
+    line = jsonl_bytes(rows)
     try:
         fd = open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     except OSError as e:

@@ -1,4 +1,4 @@
-"""The SPQ network: a feature extractor (the CIFAR ResNet-18 of the paper, or one of
+"""The SPQ network: a feature extractor (the CIFAR ResNet-18 of the authors' code, or one of
 torchvision's ImageNet networks) and the product-quantization head: a linear projection
 to the descriptor and the M codebooks."""
 import functools
@@ -10,7 +10,13 @@ from torch import nn
 from .quantization import code_bits, soft_quantize
 
 BACKBONES = ("cifar_resnet18", "resnet18", "resnet50", "vgg16")
-HEADS = ("latest", "first")
+# How the projection and the codebooks start, in the authors' three releases of their script:
+# (the projection has a bias, the initialisation of its weight and of the codebooks).
+HEADS = {
+    "latest": (True, nn.init.xavier_uniform_),                                # 2021-12-12, a0c7414
+    "second": (False, functools.partial(nn.init.xavier_normal_, gain=1.0)),   # 2021-12-06, a3fd439
+    "first": (False, functools.partial(nn.init.xavier_normal_, gain=0.1)),    # 2021-09-22, 4e487f1
+}
 
 
 class BasicBlock(nn.Module):
@@ -66,14 +72,14 @@ class SPQ(nn.Module):
     `quantize(x)` its soft quantization z: (B, M*L).
 
     `tau_q` (the authors' name) is the scale of the squared distances in the soft
-    quantization's softmax: 5.0 by default. The paper writes t_q = 0.2 because it divides
-    the distances by it: 1 / 0.2 = 5.0 (the authors' README).
+    quantization's softmax: 5.0 by default. The authors' README says the paper's 0.2 should
+    be read as a divisor: 1 / 0.2 = 5.0.
 
     `features` (default: the CIFAR ResNet-18) maps images to `feature_dim` pooled
     features. `head`: how the projection and the codebooks start, as in the authors'
-    released script: "latest" (its current version: a projection with bias, weights and
-    codebooks Xavier-uniform) or "first" (its first release: no bias, weights and
-    codebooks Xavier-normal with gain 0.1).
+    released script (HEADS): "latest" (its current version: a projection with bias, weights
+    and codebooks Xavier-uniform), "second" (no bias, Xavier-normal with gain 1) or "first"
+    (its first release: no bias, Xavier-normal with gain 0.1).
     """
 
     def __init__(self, num_books: int = 8, num_words: int = 16, word_len: int = 16,
@@ -84,9 +90,8 @@ class SPQ(nn.Module):
             raise ValueError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
         self.num_books, self.num_words, self.word_len, self.tau_q = num_books, num_words, word_len, tau_q
         self.features = CifarResNet18() if features is None else features
-        first = head == "first"
-        self.head = nn.Linear(feature_dim, num_books * word_len, bias=not first)
-        init = functools.partial(nn.init.xavier_normal_, gain=0.1) if first else nn.init.xavier_uniform_
+        bias, init = HEADS[head]
+        self.head = nn.Linear(feature_dim, num_books * word_len, bias=bias)
         init(self.head.weight)
         # initialised over the (K, M*L) matrix, as the authors' single codebook tensor,
         # then laid out as (M, K, L): codebooks[m, k] = C[k, m*L:(m+1)*L].

@@ -16,7 +16,7 @@ from typing import Dict, FrozenSet, Iterable, List, Optional, Tuple
 from ..data.datasets import DataOptions
 from ..errors import SPQError
 from ..method.network import SPQ, build_network
-from .declared import get_args_parser
+from .declared import AUTO, get_args_parser
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class MethodOptions:
     N_books: int                 # M
     N_words: int                 # K
     L_word: int                  # L
-    soft_quantization_scale: float    # t_q as the authors' code holds it: 5.0 = 1 / the paper's 0.2
+    soft_quantization_scale: float    # t_q as the authors' code holds it (5.0; their README: 1 / 0.2)
     contrastive_temperature: float    # t_cqc
     augment: str
     freeze_bn_after_eval: bool
@@ -218,6 +218,28 @@ def stored_options(saved: Dict[str, object]) -> Options:
     return Options.from_flat({**defaults(), **LEGACY_METHOD, **saved})
 
 
+def what_ran(values: Dict[str, object]) -> Dict[str, object]:
+    """What a run trains or evaluates, from its options by name (a checkpoint's "args"; an
+    option it lacks as `stored_options` fills it): the network, its input, its arithmetic,
+    the method's choices and the dataset. A run's log starts with it, and retrieval.json and
+    the results table show it."""
+    o = stored_options(values)
+    return {"backbone": o.method.backbone, "pretrained": o.method.pretrained, "head": o.method.head,
+            "input_size": o.data.input_size, "resize": o.data.resize, "precision": o.runtime.precision,
+            "N_books": o.method.N_books, "N_words": o.method.N_words, "L_word": o.method.L_word,
+            "augment": o.method.augment, "freeze_bn_after_eval": o.method.freeze_bn_after_eval,
+            "dataset": o.data.dataset}
+
+
+def what_ran_text(ran: Dict[str, object]) -> str:
+    """`what_ran` in words: e.g. "cifar_resnet18 at 32 px (crop), fp32", "resnet50 from
+    ImageNet weights at 224 px (stretch), bf16", "vgg16 from weights r.pth at 64 px ..."."""
+    pretrained = ran["pretrained"]
+    source = "" if not pretrained else " from ImageNet weights" if pretrained == "imagenet" else \
+        f" from weights {os.path.basename(str(pretrained))}"
+    return f"{ran['backbone']}{source} at {ran['input_size']} px ({ran['resize']}), {ran['precision']}"
+
+
 def data_options(args: argparse.Namespace, stored: Dict[str, object]) -> DataOptions:
     """The DataOptions of a command that encodes a dataset with a checkpoint's model (python
     -m spq.index build, python -m spq.export): main_SPQ.py's dataset options as typed
@@ -245,9 +267,15 @@ def merged(options: Options, saved: Dict, explicit: Iterable[str], path) -> Tupl
     holding the checkpoint (where its run wrote it); the first line lists what was taken
     where it differs from the default. A typed option overrides the checkpoint's value
     (one line per change), except those of METHOD_OPTIONS, which must keep it (SPQError
-    naming the option).
+    naming the option). --precision is the arithmetic of the encoding for --eval_only, which
+    may take another; a resumed run keeps the checkpoint's, and --precision auto there
+    means it.
     """
     explicit = set(explicit)
+    eval_only = options.output.eval_only
+    if options.runtime.precision == AUTO and not eval_only:
+        explicit.discard("precision")                      # auto: the run's own precision
+    kept = [name for name in METHOD_OPTIONS if not (eval_only and name == "precision")]
     saved = {**LEGACY_METHOD, **saved}
     typed_lists = explicit & {"train_list", "query_list", "gallery_list"}
     if typed_lists and "split_file" not in explicit:       # typed images replace the run's split
@@ -255,7 +283,7 @@ def merged(options: Options, saved: Dict, explicit: Iterable[str], path) -> Tupl
     if "split_file" in explicit:                           # and a typed split the run's lists
         saved.update(train_list=None, query_list=None, gallery_list=None)
     current = options.flat()
-    for name in METHOD_OPTIONS:
+    for name in kept:
         if name in saved and name in explicit and current[name] != saved[name]:
             raise SPQError(f"--{name} {current[name]} differs from the checkpoint's "
                            f"{saved[name]} ({path}); a resumed run keeps the model and method: "

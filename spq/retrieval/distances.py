@@ -5,7 +5,7 @@ distance between query q and item g is the sum over books m of a distance betwee
 sub-vector m and the codeword that g's code selects in book m, added in float32 in book
 order 0..M-1. `distance` picks it (`DISTANCES`):
 - "euclidean" (default): the Euclidean (not squared) distance per book, the authors'
-  evaluation and the paper's figures;
+  evaluation;
 - "squared": the squared Euclidean distance per book, which sums to the squared
   distance between q and the item's reconstruction: FAISS's IndexPQ ranking.
 A query coded too (symmetric distances, SDC) is its reconstruction from its own code

@@ -9,7 +9,8 @@ from typing import Optional
 import torch
 
 from ..errors import SPQError
-from ..options.values import MethodOptions, network_of
+from ..options.declared import AUTO
+from ..options.values import MAX_INPUT_SIZE, MethodOptions, network_of
 from .environment import cpu_name
 
 
@@ -58,13 +59,27 @@ def auto_precision(device: torch.device) -> str:
     return "bf16" if fast_bf16(device) else "fp32"
 
 
-def check_precision(device: torch.device, precision: str) -> None:
-    """SPQError for --precision bf16 on a CPU without bf16 instructions, where PyTorch would
-    emulate it more slowly than fp32 runs."""
+def check_precision(device: torch.device, precision: str, what: str = "--precision bf16",
+                    remedy: str = "use --precision fp32 (or auto)") -> None:
+    """SPQError for bf16 on a CPU without bf16 instructions, where PyTorch would emulate it
+    more slowly than fp32 runs: `what` asked for it, `remedy` says what to do instead."""
     if precision == "bf16" and device.type == "cpu" and cpu_has_bf16() is False:
-        raise SPQError(f"--precision bf16: this CPU ({cpu_name()}) has no bf16 instructions "
+        raise SPQError(f"{what}: this CPU ({cpu_name()}) has no bf16 instructions "
                        f"(AVX-512 BF16 or AMX), so PyTorch would emulate them, slower than "
-                       f"fp32; use --precision fp32")
+                       f"fp32; {remedy}")
+
+
+def encoding_precision(asked: Optional[str], stored: str, device: torch.device,
+                       remedy: str = "pass --precision fp32 (or auto)") -> str:
+    """The arithmetic a trained model encodes in: `asked` (auto: `auto_precision`), or None
+    for the checkpoint's `stored` one; bf16 refused where the CPU would emulate it
+    (`check_precision`), the same rule for --eval_only, spq.index, spq.export and spq.load."""
+    precision = stored if asked is None else auto_precision(device) if asked == AUTO else asked
+    what = f"the checkpoint's --precision {precision}" if asked is None else \
+        f"--precision {asked}" + (f" (chose {precision})" if asked == AUTO else "")
+    check_precision(device, precision, what, remedy + " to encode in fp32 here (its codes may differ "
+                    "slightly from a bf16 encoding)" if asked is None else remedy)
+    return precision
 
 
 def memory_format(device: torch.device, precision: str = "fp32") -> torch.memory_format:
@@ -95,6 +110,30 @@ def memory_needed(method: MethodOptions, input_size: int, batch_size: int, train
         per_image = 3 * side * side + 3 * 64 * stem * stem
         return 4 * (4 * params + images * per_image)
     return 4 * (params + EVAL_BATCH * (3 * side * side + 64 * stem * stem))
+
+
+def check_input_size(method: MethodOptions, input_size: int) -> None:
+    """SPQError when the network of `method` cannot take images of `input_size` pixels (VGG-16's
+    five poolings need 32): a dry run of its forward pass on the meta device, which computes
+    shapes only, saying the smallest size it takes."""
+    def fits(size: int) -> bool:
+        with torch.device("meta"):
+            try:
+                network_of(method)(torch.empty(2, 3, size, size))
+            except RuntimeError:
+                return False
+        return True
+
+    if fits(input_size):
+        return
+    low, high = input_size, MAX_INPUT_SIZE                 # low does not fit; find the smallest that does
+    if not fits(high):
+        raise SPQError(f"--backbone {method.backbone} cannot take images of any --input_size")
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if fits(middle) else (middle, high)
+    raise SPQError(f"--backbone {method.backbone} cannot take --input_size {input_size} images (its "
+                   f"feature maps shrink to nothing); it needs at least --input_size {high}")
 
 
 def memory_of(device: torch.device) -> int:

@@ -6,7 +6,7 @@ from typing import Dict
 
 from ..files.write import atomic_save_json
 from ..method.network import SPQ
-from ..options.values import EvalOptions
+from ..options.values import EvalOptions, what_ran_text
 from ..retrieval.metrics import mean_average_precision, retrieval_metrics
 from ..store.checkpoint import load_state
 from .distributed import World, on_main
@@ -37,9 +37,9 @@ def measure(model: SPQ, gallery, queries, input_size: int, evaluation: EvalOptio
     return on_main(world, score) if world.distributed else score()
 
 
-def evaluate_checkpoint(setup: Setup, evaluation: EvalOptions, resume: str, ckpt) -> int:
+def evaluate_checkpoint(setup: Setup, evaluation: EvalOptions, ran: Dict, resume: str, ckpt) -> int:
     """Load the checkpoint's model, measure every metric (`measure`), print them and write
-    retrieval.json."""
+    retrieval.json, which records what ran (`ran`: `spq.options.values.what_ran`)."""
     load_state(setup.model, ckpt["model"], "model", resume)
     t0 = time.time()
     metrics = measure(setup.model, setup.gallery, setup.queries, setup.input_size, evaluation,
@@ -47,7 +47,8 @@ def evaluate_checkpoint(setup: Setup, evaluation: EvalOptions, resume: str, ckpt
     if not setup.world.main:
         return 0
     split = {k: setup.split_record[k] for k in ("protocol", "seed", "hash")}
-    result = {"checkpoint": str(resume), "epoch": ckpt["epoch"], "bits": setup.model.bits, "split": split,
+    result = {"checkpoint": str(resume), "epoch": ckpt["epoch"], "bits": setup.model.bits, "model": ran,
+              "split": split,
               "distance": evaluation.distance, "adc_distance": evaluation.adc_distance,
               "queries": len(setup.queries[0]), "gallery": len(setup.gallery[0]),
               "queries_without_labels": setup.data.unlabelled_queries(), **metrics,
@@ -63,7 +64,8 @@ def format_metrics(result: Dict[str, object]) -> str:
     top = result["top_n"] or "all"
     pr = result["precision_recall"]
     lines = [f"{result['checkpoint']} (epoch {result['epoch']}): {result['bits']} bits, "
-             f"{result['queries']} queries, {result['gallery']} gallery codes, {result['seconds']:.1f}s",
+             f"{what_ran_text(result['model'])}, {result['queries']} queries, {result['gallery']} gallery "
+             f"codes, {result['seconds']:.1f}s",
              f"distance: {result['distance'].upper()}, per book {result['adc_distance']}",
              f"mAP@{top} = {result['mAP']:.4f}   mAP over the whole gallery = {result['mAP_all']:.4f}",
              "precision@k: " + "  ".join(f"@{k} {v:.4f}" for k, v in result["precision_at_k"].items()),

@@ -15,9 +15,9 @@ from ..files.write import append_jsonl
 from ..method.network import SPQ
 from ..method.step import end_of_epoch, make_scaler, make_scheduler
 from ..method.views import make_augmentation
-from ..options.values import EvalOptions, MethodOptions, OptimOptions, RuntimeOptions
+from ..options.values import EvalOptions, MethodOptions, OptimOptions, RuntimeOptions, what_ran, what_ran_text
 from ..store.checkpoint import FORMAT, VERSION, load_state, model_only, rng_state, set_rng_state
-from ..store.record import LOG, restore_record
+from ..store.record import LOG, log_header, restore_record
 from .distributed import agree
 from .evaluation import measure
 from .interrupt import Interrupted, StopRequest
@@ -54,7 +54,7 @@ def fit(setup: Setup, training: Training, resume: Optional[str], ckpt) -> int:
     model.train(not bn_frozen(method, state.best))
     processes = f", {world.size} processes of {optim.batch_size // world.size}" if world.distributed else ""
     setup.say(f"SPQ: {model.bits} bits ({method.N_books} books x {method.N_words} words), "
-              f"{len(setup.train_images)} training images, batch {optim.batch_size}{processes}, epochs "
+              f"{what_ran_text(what_ran(training.record))}, {len(setup.train_images)} training images, batch {optim.batch_size}{processes}, epochs "
               f"{state.start}..{optim.epochs}, {method.augment} views, device {setup.device}, output {setup.out}")
     if method.freeze_bn_after_eval:
         setup.say("--freeze_bn_after_eval: training continues in eval mode (frozen BatchNorm) "
@@ -113,10 +113,11 @@ def fit_epoch(setup: Setup, training: Training, state: "TrainingState", step, ep
     is_best = False
     if (epoch % training.evaluation.eval_epoch == 0 or epoch == optim.epochs) and not setup.unevaluable:
         is_best = measure_epoch(setup, training, state, epoch, record)
+    lines = [record] if state.rows else [log_header(training.record), record]   # the header above row 1
     state.rows = state.rows + [record]            # last.pth carries the log rows up to its epoch
     save(setup, training, state, epoch, is_best)
     if world.main:
-        append_jsonl(setup.out / LOG, record, REMEDY)
+        append_jsonl(setup.out / LOG, lines, REMEDY)
     if agree(world, stop.signum is not None) and epoch < optim.epochs:
         raise Interrupted(stop.signum, str(setup.out / "last.pth"), f"after epoch {epoch}")
     return record
@@ -192,7 +193,7 @@ class TrainingState:
         set_rng_state(ckpt["rng"], self.shuffle)
         self.start, self.best, self.best_epoch = ckpt["epoch"] + 1, ckpt["best_map"], ckpt.get("best_epoch")
         self.rows = ckpt["log"] if "log" in ckpt else \
-            [r for r in read_jsonl(log) if r.get("epoch", 0) <= ckpt["epoch"]]
+            [r for r in read_jsonl(log) if "epoch" in r and r["epoch"] <= ckpt["epoch"]]
         self.progress = EpochProgress(**ckpt["mid_epoch"]) if ckpt["mid_epoch"] is not None else None
 
 

@@ -61,13 +61,14 @@ def relative_names(files: List[Path], data_dir) -> List[str]:
 
 @torch.no_grad()
 def build_index(model: SPQ, ckpt: Dict, checkpoint, data: DataOptions, name: str = "gallery",
-                workers: int = 0) -> Index:
+                workers: int = 0, precision: Optional[str] = None) -> Index:
     """Encode one set (`name`: train, query, or gallery, the evaluation's database) of the
     dataset `data` names (`spq.data.datasets.open_dataset`; its input size and resizing rule
-    the checkpoint's, `data_options`) into an Index; unreadable files of a folder are skipped
-    with one warning line, in a list they are an error."""
+    the checkpoint's, `data_options`) into an Index, in `precision` (default: the one the
+    checkpoint's model was evaluated in); unreadable files of a folder are skipped with one
+    warning line, in a list they are an error."""
     input_size, resize = data.input_size, data.resize
-    precision = trained_precision(ckpt)                  # the arithmetic the model was evaluated in
+    precision = precision or trained_precision(ckpt)
     data_dir = data.data_dir
     sources = open_dataset(data)
     split = pick_set(sources, name, data)
@@ -92,7 +93,8 @@ def build_index(model: SPQ, ckpt: Dict, checkpoint, data: DataOptions, name: str
               f"(e.g. {first})", file=sys.stderr)
     args = ckpt["args"]
     config = {"dataset": data.dataset, "data_dir": str(Path(data_dir).resolve()), "split": split,
-              "input_size": input_size, "resize": resize, "checkpoint": str(Path(checkpoint).resolve()),
+              "input_size": input_size, "resize": resize, "precision": precision,
+              "checkpoint": str(Path(checkpoint).resolve()),
               "epoch": ckpt["epoch"], "N_books": args["N_books"], "N_words": args["N_words"],
               "L_word": args["L_word"],
               "allow_outside_data_dir": data.allow_outside_data_dir}

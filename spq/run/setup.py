@@ -57,9 +57,14 @@ def seed_everything(seed: int) -> None:
 def prepare(data: DataOptions, method: MethodOptions, precision: str, workers: int, batch_size: int,
             seed: int, out: Path, eval_only: bool, resume: Optional[str], ckpt, world: World,
             device: torch.device) -> Setup:
-    """Load the data (`workers` decoding processes), build the model (seeded by `seed`) and
-    make the output folder `out` ready; SPQError when the data cannot serve the run (a
-    training run needs at least `batch_size` images)."""
+    """Build the model (seeded by `seed`; --pretrained weights first, before any image is
+    decoded), then load the data (`workers` decoding processes); SPQError when the data
+    cannot serve the run (a training run needs at least `batch_size` images). The output
+    folder `out` is ready already (`prepare_output`)."""
+    seed_everything(seed + world.rank)          # rank 0 draws what a single process draws
+    model = network_of(method)
+    if method.pretrained and ckpt is None:
+        load_pretrained(model, method.backbone, method.pretrained)
     images = load_data(data, workers, out, print if world.main else (lambda *a, **k: None))
     if images.train_images.shape[0] < batch_size and not eval_only:
         raise SPQError(f"--batch_size {batch_size} exceeds the {images.train_images.shape[0]} "
@@ -70,11 +75,7 @@ def prepare(data: DataOptions, method: MethodOptions, precision: str, workers: i
     split = {**images.split_record, "train_ids": stored_ids(images.ids.get("train"))}
     trained_on = (ckpt.get("split") or split) if ckpt is not None else split
     refuse_leak(images.ids.get("query"), trained_on, resume)
-    seed_everything(seed + world.rank)          # rank 0 draws what a single process draws
     layout = memory_format(device, precision)
-    model = network_of(method)
-    if method.pretrained and ckpt is None:
-        load_pretrained(model, method.backbone, method.pretrained)
     model = model.to(device, memory_format=layout)
 
     def place(tensor, is_images=False):
@@ -86,8 +87,6 @@ def prepare(data: DataOptions, method: MethodOptions, precision: str, workers: i
     gallery = (train_images if gallery_images is images.train_images else place(gallery_images, True),
                place(gallery_labels))
     queries = (place(images.query_images, True), place(images.query_labels))
-    if world.main:
-        prepare_output(out, resuming=ckpt is not None)
     return Setup(world, device, layout, precision, data.input_size, images, model, train_images, gallery,
                  queries, out, unevaluable, split, environment(device))
 

@@ -13,13 +13,14 @@ from typing import Dict, Iterable, Optional, Tuple
 
 from ..errors import SPQError
 from ..files.lock import OutputLock
-from ..options.values import Options, absolute_paths, merged
+from ..options.declared import AUTO
+from ..options.values import Options, absolute_paths, merged, what_ran
 from ..store.checkpoint import load_checkpoint
-from .device import check_memory, check_precision, resolve_device
+from .device import auto_precision, check_input_size, check_memory, check_precision, resolve_device
 from .distributed import from_environment, init, shutdown
 from .evaluation import evaluate_checkpoint
 from .fit import Training, fit
-from .setup import prepare
+from .setup import prepare, prepare_output
 
 
 def run(options: Options, typed: Iterable[str] = ()) -> int:
@@ -30,8 +31,8 @@ def run(options: Options, typed: Iterable[str] = ()) -> int:
     problems the user can fix, Interrupted after a signal was honoured.
     """
     world = from_environment()
-    options, resume, ckpt = load_resume(absolute_paths(options), typed,
-                                        print if world.main else (lambda *a, **k: None))
+    say = print if world.main else (lambda *a, **k: None)
+    options, resume, ckpt = load_resume(absolute_paths(options), typed, say)
     runtime, data, method, optim, output = (options.runtime, options.data, options.method, options.optim,
                                             options.output)
     if world.distributed and optim.batch_size % world.size:
@@ -39,9 +40,13 @@ def run(options: Options, typed: Iterable[str] = ()) -> int:
                        f"{world.size} processes; use a multiple of {world.size}")
     device = resolve_device(runtime.device, str(world.local_rank) if world.distributed else runtime.gpu_id,
                             quiet=not world.main)
+    if runtime.precision == AUTO:                          # a new run, or --eval_only asking for it
+        options = options.replace(precision=auto_precision(device))
+        runtime = options.runtime
+        say(f"--precision auto: {runtime.precision} ({'bf16 runs natively' if runtime.precision == 'bf16' else 'no native bf16'} on {device})")
+    check_run_precision(device, runtime.precision, output.eval_only, resume is not None, "precision" in typed)
     check_memory(method, data.input_size, optim.batch_size, device, training=not output.eval_only)
-    if not output.eval_only:
-        check_precision(device, runtime.precision)
+    check_input_size(method, data.input_size)
     if runtime.precision == "fp16" and device.type == "cpu" and world.main and not output.eval_only:
         print("warning: --precision fp16 on the CPU is slow (PyTorch has no fast fp16 kernels there: "
               "about 10 times fp32 here); bf16 or fp32 are faster", file=sys.stderr)
@@ -55,16 +60,34 @@ def run(options: Options, typed: Iterable[str] = ()) -> int:
     try:
         if lock:
             lock.acquire()
+        out = Path(output.output_dir)
+        if world.main:                                     # refused here, before any image is decoded
+            prepare_output(out, resuming=ckpt is not None)
         setup = prepare(data, method, runtime.precision, runtime.num_workers, optim.batch_size, optim.seed,
-                        Path(output.output_dir), output.eval_only, resume, ckpt, world, device)
+                        out, output.eval_only, resume, ckpt, world, device)
         if output.eval_only:
-            return evaluate_checkpoint(setup, options.evaluation, resume, ckpt)
+            return evaluate_checkpoint(setup, options.evaluation, what_ran(options.flat()), resume, ckpt)
         training = Training(method, optim, options.evaluation, runtime, output.tensorboard, options.flat())
         return fit(setup, training, resume, ckpt)
     finally:
         if lock:
             lock.release()
         shutdown()
+
+
+def check_run_precision(device, precision: str, eval_only: bool, resuming: bool, typed: bool) -> None:
+    """bf16 refused where the CPU would emulate it (`check_precision`), with the remedy that
+    fits: a new run or an evaluation may take fp32; a resumed run keeps its precision."""
+    if eval_only and not typed:
+        check_precision(device, precision, "the checkpoint's --precision bf16",
+                        "pass --precision fp32 (or auto) to encode in fp32 here (its codes may differ "
+                        "slightly from a bf16 evaluation)")
+    elif resuming and not eval_only:
+        check_precision(device, precision, "the checkpoint's --precision bf16",
+                        "a resumed run keeps its precision: continue it on a machine with bf16 "
+                        "instructions or a GPU")
+    else:
+        check_precision(device, precision)
 
 
 def load_resume(options: Options, typed: Iterable[str],

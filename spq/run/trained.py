@@ -9,18 +9,23 @@ from ..errors import SPQError
 from ..method.network import SPQ
 from ..options.values import network_of, stored_options
 from ..store.checkpoint import load_checkpoint, load_state
-from .device import memory_format
+from .device import encoding_precision, memory_format
 
 
-def load_model(checkpoint, device: torch.device, precision: Optional[str] = None) -> Tuple[SPQ, Dict]:
-    """The checkpoint's network on `device` in eval mode, in the memory layout of `precision`
-    (default: the checkpoint's --precision, `trained_precision`), and the checkpoint."""
+def load_model(checkpoint, device: torch.device, precision: Optional[str] = None,
+               remedy: str = "pass --precision fp32 (or auto)") -> Tuple[SPQ, Dict, str]:
+    """(the checkpoint's network on `device` in eval mode, the checkpoint, the precision it
+    encodes in): `precision` as asked (auto: the device's, `spq.run.device.auto_precision`),
+    or None for the checkpoint's (`trained_precision`); bf16 refused where the CPU would
+    emulate it (`encoding_precision`, with `remedy`). The network is in that precision's
+    memory layout."""
     ckpt = load_checkpoint(checkpoint)
     check_finite(ckpt["model"], checkpoint)
-    layout = memory_format(device, precision or trained_precision(ckpt))
+    precision = encoding_precision(precision, trained_precision(ckpt), device, remedy)
+    layout = memory_format(device, precision)
     model = network_of(stored_options(ckpt["args"]).method).to(device, memory_format=layout)
     load_state(model, ckpt["model"], "model", checkpoint)
-    return model.eval(), ckpt
+    return model.eval(), ckpt, precision
 
 
 def trained_precision(ckpt: Dict) -> str:

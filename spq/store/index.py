@@ -32,6 +32,7 @@ from ..data.images import RESIZE
 from ..errors import SPQError, shown
 from ..files.torchfile import read_tagged, verify_checksum
 from ..method.quantization import code_dtype, word_bits
+from ..method.step import PRECISIONS
 from ..options.values import MAX_INPUT_SIZE
 from .schema import MAX_EPOCHS
 
@@ -126,6 +127,8 @@ def _config_problem(d: Dict) -> Optional[str]:
               ("epoch", 0 <= config["epoch"] <= MAX_EPOCHS, f"outside 0..{MAX_EPOCHS}"),
               *((k, config[k] == n, f"though its codebooks have {n}") for k, n in shape.items()),
               ("resize", config.get("resize", RESIZE[0]) in RESIZE, f"not one of {', '.join(RESIZE)}"),
+              ("precision", config.get("precision", PRECISIONS[0]) in PRECISIONS,
+               f"not one of {', '.join(PRECISIONS)}"),
               ("allow_outside_data_dir", _is_a(config.get("allow_outside_data_dir", False), bool),
                "not true or false")]
     return next((f"config.{k} {shown(config.get(k), 200)}, {why}" for k, ok, why in checks if not ok), None)

@@ -76,13 +76,13 @@ def test_build_writes_a_checked_index_of_the_readable_images(built):
     assert index.config["input_size"] == 32 and index.config["split"] == "train"
     raw = torch.load(built["index"], weights_only=True)                 # plain types only
     assert raw["format"] == "spq-index" and raw["version"] == 1
-    model, _ = load_model(built["ckpt"], torch.device("cpu"))
+    model, _, _ = load_model(built["ckpt"], torch.device("cpu"))
     assert torch.equal(index.codebooks, model.codebooks.detach())
 
 
 def test_streamed_codes_equal_the_evaluation_encoding(built):
     # build decodes and encodes in chunks; evaluation decodes everything, then encodes
-    model, _ = load_model(built["ckpt"], torch.device("cpu"))
+    model, _, _ = load_model(built["ckpt"], torch.device("cpu"))
     images = load_folder(built["data"], 32).train_images
     expected = encode(describe(model, images, 32), model.codebooks)
     assert torch.equal(load_index(built["index"]).codes, expected)
@@ -112,7 +112,7 @@ def test_gallery_images_queried_against_themselves_come_first(built):
 @pytest.mark.parametrize("distance", ["euclidean", "squared"])
 def test_query_results_equal_a_plain_ranking(built, distance):
     index = load_index(built["index"])
-    model, _ = load_model(built["ckpt"], torch.device("cpu"))
+    model, _, _ = load_model(built["ckpt"], torch.device("cpu"))
     images = sorted((built["data"] / "test").rglob("img_*"))
     found = query(built, *images, k=7, extra=("--distance", distance))
     assert [q["image"] for q in found["queries"]] == [str(p) for p in images]
@@ -160,7 +160,7 @@ def test_faiss_index_returns_the_squared_distance_top_k(built):
     assert "faiss.IndexPQ of 36 codes" in built["stdout"]
     served = faiss.read_index(str(built["faiss"]))
     index = load_index(built["index"])
-    model, _ = load_model(built["ckpt"], torch.device("cpu"))
+    model, _, _ = load_model(built["ckpt"], torch.device("cpu"))
     images = sorted((built["data"] / "test").rglob("img_*"))
     x = describe(model, torch.stack([torch.from_numpy(decode(p, 32)) for p in images]), 32)
     got_d, got_i = served.search(x.numpy(), 5)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_clean_failure
+from conftest import assert_clean_failure, read_log
 from cli import plot_cli as plot, spq
 from spq.plot import curves
 
@@ -34,7 +34,7 @@ def run_dir(data, two_epochs, tmp_path_factory):
 
 
 def test_each_picture_shows_the_runs_numbers(run_dir):
-    log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    log = read_log(run_dir)
     result = json.loads((run_dir / "retrieval.json").read_text())
     found = curves(run_dir)
     assert sorted(found) == sorted(ALL)
@@ -60,9 +60,10 @@ def test_draws_every_curve_as_png_from_the_numbers(run_dir, tmp_path):
     shutil.copytree(run_dir, other)
     assert plot(other).returncode == 0
     assert all((other / n).read_bytes() == (run_dir / n).read_bytes() for n in ALL)
-    rows = [json.loads(line) for line in (other / "log.jsonl").read_text().splitlines()]
+    lines = (other / "log.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in lines[1:]]                  # below the header line
     rows[0]["loss"] *= 0.5
-    (other / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (other / "log.jsonl").write_text(lines[0] + "\n" + "".join(json.dumps(r) + "\n" for r in rows))
     assert plot(other).returncode == 0
     assert (other / "loss.png").read_bytes() != (run_dir / "loss.png").read_bytes()
     assert (other / "map.png").read_bytes() == (run_dir / "map.png").read_bytes()
@@ -91,3 +92,19 @@ def test_bad_logs_are_clear_errors(tmp_path, content, message):
     if content is not None:
         (tmp_path / "log.jsonl").write_text(content)
     assert_clean_failure(plot(tmp_path), 1, message)
+
+
+def test_epoch_ticks_are_whole_numbers():
+    """A 3-epoch run's curves are labelled 1, 2, 3, not 1.25, 1.5, ..."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from spq.plot import whole_epochs
+    fig, ax = plt.subplots()
+    ax.plot([1, 2, 3], [9.6, 9.4, 9.3])
+    fig.canvas.draw()
+    assert any(tick != int(tick) for tick in ax.get_xticks())          # matplotlib's own choice
+    whole_epochs(plt, ax)
+    fig.canvas.draw()
+    assert all(tick == int(tick) for tick in ax.get_xticks())
+    plt.close(fig)

@@ -45,11 +45,22 @@ def labels_of(text: str):
 
 # ---------------------------------------------------------------- MIRFLICKR-25000
 
-def test_flickr_labelled_is_the_default(tmp_path, capsys):
+def test_flickr_all_is_the_default(tmp_path, capsys):
+    """Every image is kept by default, as the peers' majority keeps all 25,000."""
     raw, out = flickr_raw(tmp_path), tmp_path / "out"
     printed = prepared(capsys, "flickr25k", raw, out)
     assert printed == NOTE.format(raw=raw) + (
-        f"flickr25k: 10 images, 24 concepts; kept 8 labelled, 2 without a concept; "
+        f"flickr25k: 10 images, 24 concepts; kept 10 (all images); wrote {out / 'all.txt'}\n")
+    assert (out / "all.txt").read_text() == FLICKR_ALL
+    record = json.loads((out / "prepare.json").read_text())
+    assert record["choices"] == {"images": "all", "concepts": 24, "skip_missing": False}
+
+
+def test_flickr_labelled(tmp_path, capsys):
+    raw, out = flickr_raw(tmp_path), tmp_path / "out"
+    printed = prepared(capsys, "flickr25k", raw, out, "--images", "labelled")
+    assert printed == NOTE.format(raw=raw) + (
+        f"flickr25k: 10 images, 24 concepts; kept 8 labelled; left out 2 without a concept; "
         f"wrote {out / 'all.txt'}\n")
     text = (out / "all.txt").read_text()
     assert text == FLICKR_LABELLED
@@ -58,37 +69,39 @@ def test_flickr_labelled_is_the_default(tmp_path, capsys):
     assert record["dataset"] == "flickr25k"
     assert record["choices"] == {"images": "labelled", "concepts": 24, "skip_missing": False}
     assert record["counts"]["listed"] == 10 and record["counts"]["kept"] == 8
+    assert Path(record["raw"]).is_absolute() and Path(record["sources"]["annotations"]).is_absolute()
     assert record["counts"]["dropped"] == {"without_concept": 2, "missing_image": 0}
     per_concept = record["counts"]["images_per_concept"]
     assert per_concept["listed"]["animals"] == 3 and per_concept["listed"]["car"] == 0
     assert per_concept["kept"] == {**dict.fromkeys(FLICKR_CONCEPTS, 0),
                                    "animals": 3, "baby": 2, "bird": 3, "water": 3}
     assert record["concepts"] == CLASSES_24.split()
-    assert record["command"] == f"python -m spq.prepare flickr25k {raw} {out}"
+    assert record["command"] == f"python -m spq.prepare flickr25k {raw} {out} --images labelled"
     assert record["all_txt_sha256"] == hashlib.sha256(text.encode()).hexdigest()
-    assert record["sources"]["annotations"] == str(raw / "mirflickr25k_annotations_v080")
+    assert record["sources"]["annotations"] == str((raw / "mirflickr25k_annotations_v080").resolve())
 
 
 def test_flickr_list_reads_back_with_its_labels(tmp_path, capsys):
     raw, out = flickr_raw(tmp_path), tmp_path / "out"
     prepared(capsys, "flickr25k", raw, out)
     entries = read_list(out / "all.txt", raw, 24)
-    assert entries.paths == [raw / line.split()[0] for line in FLICKR_LABELLED.splitlines()]
-    assert entries.labels.tolist() == labels_of(FLICKR_LABELLED)
+    assert entries.paths == [raw / line.split()[0] for line in FLICKR_ALL.splitlines()]
+    assert entries.labels.tolist() == labels_of(FLICKR_ALL)
 
 
 @pytest.mark.parametrize("annotations", ["annotations", "."])
 def test_flickr_annotations_elsewhere(tmp_path, capsys, annotations):
     raw, out = flickr_raw(tmp_path, annotations), tmp_path / "out"
-    prepared(capsys, "flickr25k", raw, out)
+    prepared(capsys, "flickr25k", raw, out, "--images", "labelled")
     assert (out / "all.txt").read_text() == FLICKR_LABELLED
 
 
 @pytest.mark.parametrize("options, expected, classes, kept", [
     (["--images", "all"], FLICKR_ALL, CLASSES_24, "kept 10 (all images)"),
-    (["--concepts", "38"], FLICKR_38, CLASSES_38, "kept 8 labelled, 2 without a concept"),
+    (["--images", "labelled", "--concepts", "38"], FLICKR_38, CLASSES_38,
+     "kept 8 labelled; left out 2 without a concept"),
     (["--images", "tagged"], FLICKR_TAGGED, CLASSES_24,
-     "kept 6 tagged, 2 without a concept, 2 without a common tag"),
+     "kept 6 tagged; left out 2 without a concept, 2 without a common tag"),
 ])
 def test_flickr_choices(tmp_path, capsys, options, expected, classes, kept):
     raw, out = flickr_raw(tmp_path), tmp_path / "out"
@@ -105,13 +118,13 @@ def test_flickr_missing_image(tmp_path, capsys):
     raw, out = flickr_raw(tmp_path), tmp_path / "out"
     (raw / "mirflickr" / "im7.jpg").unlink()
     (raw / "mirflickr" / "im8.jpg").unlink()           # has no concept: not listed anyway
-    err = failed(capsys, out, "flickr25k", raw, out)
+    err = failed(capsys, out, "flickr25k", raw, out, "--images", "labelled")
     assert err == (f"error: 1 of the 8 images to list have no image file under {raw}: "
                    f"mirflickr/im7.jpg; complete the download, or pass --skip_missing to leave "
                    f"these images out (they are counted)\n")
-    printed = prepared(capsys, "flickr25k", raw, out, "--skip_missing")
-    assert printed.splitlines()[-1] == (f"flickr25k: 10 images, 24 concepts; kept 7 labelled, 2 "
-                                        f"without a concept, 1 missing image files; wrote "
+    printed = prepared(capsys, "flickr25k", raw, out, "--images", "labelled", "--skip_missing")
+    assert printed.splitlines()[-1] == (f"flickr25k: 10 images, 24 concepts; kept 7 labelled; left out 2 "
+                                        f"without a concept, 1 missing image file; wrote "
                                         f"{out / 'all.txt'}")
     assert (out / "all.txt").read_text() == FLICKR_LABELLED.replace(
         "mirflickr/im7.jpg 1 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n", "")
@@ -126,7 +139,7 @@ def test_flickr_missing_tags_file(tmp_path, capsys):
     assert "1 of the 8 images to list have no tags file" in err
     assert "mirflickr/meta/tags/tags9.txt" in err
     printed = prepared(capsys, "flickr25k", raw, out, "--images", "tagged", "--skip_missing")
-    assert "kept 5 tagged, 2 without a concept, 1 missing tags files, 2 without a common tag, " \
+    assert "kept 5 tagged; left out 2 without a concept, 1 missing tags file, 2 without a common tag, " \
            "0 missing image files;" in printed
     assert "im9.jpg" not in (out / "all.txt").read_text()
 
@@ -160,7 +173,7 @@ def test_flickr_strict_concept_file_needed_only_for_38(tmp_path, capsys):
     (raw / "mirflickr25k_annotations_v080" / "tree_r1.txt").unlink()
     assert "tree_r1.txt does not exist" in failed(capsys, out, "flickr25k", raw, out,
                                                   "--concepts", "38")
-    prepared(capsys, "flickr25k", raw, out)
+    prepared(capsys, "flickr25k", raw, out, "--images", "labelled")
 
 
 def test_flickr_missing_folders(tmp_path, capsys):
@@ -182,7 +195,7 @@ def test_nothing_left_to_list(tmp_path, capsys):
     raw, out = flickr_raw(tmp_path), tmp_path / "out"
     for k in range(1, 11):
         (raw / "mirflickr" / f"im{k}.jpg").unlink()
-    err = failed(capsys, out, "flickr25k", raw, out, "--skip_missing")
+    err = failed(capsys, out, "flickr25k", raw, out, "--images", "labelled", "--skip_missing")
     assert err == (f"error: no image of {raw} is left to list (10 named by the official files; "
                    f"2 without a concept, 8 missing image files)\n")
 
@@ -204,7 +217,7 @@ def test_nus_21_alphabetical_is_the_default(tmp_path, capsys):
     raw, out = nus_raw(tmp_path), tmp_path / "out"
     printed = prepared(capsys, "nuswide", raw, out)
     assert printed == (f"nuswide: 12 images, 21 of 23 concepts (the most frequent), columns "
-                       f"alphabetical; kept 10, 2 without a concept; wrote {out / 'all.txt'}\n")
+                       f"alphabetical; kept 10; left out 2 without a concept; wrote {out / 'all.txt'}\n")
     text = (out / "all.txt").read_text()
     assert text == NUS_21
     assert (out / "classes.txt").read_text() == NUS_CLASSES_21
@@ -224,7 +237,7 @@ def test_nus_21_alphabetical_is_the_default(tmp_path, capsys):
 def test_nus_10_by_frequency(tmp_path, capsys):
     raw, out = nus_raw(tmp_path), tmp_path / "out"
     printed = prepared(capsys, "nuswide", raw, out, "--concepts", "10", "--order", "frequency")
-    assert "10 of 23 concepts (the most frequent), columns frequency; kept 9, 3 without a concept" \
+    assert "10 of 23 concepts (the most frequent), columns frequency; kept 9; left out 3 without a concept" \
         in printed
     assert (out / "all.txt").read_text() == NUS_10_BY_FREQUENCY
     assert (out / "classes.txt").read_text() == \
@@ -245,7 +258,7 @@ def test_nus_21_by_frequency(tmp_path, capsys):
 def test_nus_all_concepts(tmp_path, capsys):
     raw, out = nus_raw(tmp_path), tmp_path / "out"
     printed = prepared(capsys, "nuswide", raw, out, "--concepts", "81")
-    assert "23 of 23 concepts, columns alphabetical; kept 11, 1 without a concept" in printed
+    assert "23 of 23 concepts, columns alphabetical; kept 11; left out 1 without a concept" in printed
     assert (out / "all.txt").read_text() == NUS_ALL
     assert (out / "classes.txt").read_text().split() == NUS_CONCEPTS
 
@@ -261,7 +274,7 @@ def test_nus_missing_images(tmp_path, capsys):
                           f"Flickr/administrative_assistant/0001_1001.jpg, "
                           f"Flickr/airport/0001_1002.jpg, Flickr/airport/0002_1003.jpg, ...; ")
     printed = prepared(capsys, "nuswide", raw, out, "--skip_missing")
-    assert "kept 4, 2 without a concept, 6 missing image files;" in printed
+    assert "kept 4; left out 2 without a concept, 6 missing image files;" in printed
     assert (out / "all.txt").read_text() == "".join(NUS_21.splitlines(keepends=True)[6:])
 
 
@@ -326,3 +339,20 @@ def test_options_are_not_abbreviated(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["flickr25k", str(tmp_path), str(tmp_path / "out"), "--concepts", "21"])
     assert "invalid choice: 21" in capsys.readouterr().err
+
+
+def test_raw_given_as_mirflickr_itself_says_to_pass_its_parent(tmp_path, capsys):
+    raw, out = flickr_raw(tmp_path), tmp_path / "out"
+    err = failed(capsys, out, "flickr25k", raw / "mirflickr", out)
+    assert f"{raw / 'mirflickr' / 'mirflickr'} does not exist" in err
+    assert "RAW is the folder that holds mirflickr/" in err and f"pass its parent, {raw}" in err
+
+
+def test_nus_without_its_image_folder_names_the_folder(tmp_path, capsys):
+    raw, out = nus_raw(tmp_path), tmp_path / "out"
+    for path in sorted((raw / "Flickr").rglob("*"), reverse=True):
+        path.unlink() if path.is_file() else path.rmdir()
+    (raw / "Flickr").rmdir()
+    err = failed(capsys, out, "nuswide", raw, out)
+    assert err == (f"error: {raw / 'Flickr'} does not exist: the NUS-WIDE images go in "
+                   f"RAW/Flickr/<folder>/<file>.jpg (unpack the image archive into {raw})\n")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 import processes
-from conftest import ROOT, assert_clean_failure
+from conftest import ROOT, assert_clean_failure, read_log
 from cli import run_main
 
 from spq.store.checkpoint import load_checkpoint, model_only
@@ -27,8 +27,9 @@ CELLS = [("CIFAR-10", "cifar10-official", 16), ("CIFAR-10", "cifar10-official", 
          ("CIFAR-10", "cifar10-official", 64), ("FLICKR25K", "flickr25k", 16),
          ("FLICKR25K", "flickr25k", 32), ("FLICKR25K", "flickr25k", 64),
          ("NUS-WIDE", "nuswide21", 16), ("NUS-WIDE", "nuswide21", 32), ("NUS-WIDE", "nuswide21", 64)]
-HEADER = ["| dataset | protocol | bits | epochs | mAP last | mAP best | seed | hardware | commit | run |",
-          "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+HEADER = ["| dataset | protocol | bits | model | epochs | mAP last | mAP best | seed | hardware | commit | run |",
+          "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+MODEL = "cifar_resnet18 at 16 px (crop), fp32"                   # what the shared SMALL run trains
 
 
 def results(*argv):
@@ -37,7 +38,7 @@ def results(*argv):
 
 
 def empty_cell(dataset, protocol, bits):
-    return f"| {dataset} | {protocol} | {bits} | - | no run yet | no run yet | - | - | - | - |"
+    return f"| {dataset} | {protocol} | {bits} | - | - | no run yet | no run yet | - | - | - | - |"
 
 
 def write_run(base: Path, dst: Path, *, protocol="cifar10-official", maps=(0.5, 0.45), best=(0.5, 1),
@@ -50,9 +51,9 @@ def write_run(base: Path, dst: Path, *, protocol="cifar10-official", maps=(0.5, 
     ckpt = torch.load(base / "last.pth", weights_only=True)
     args = {**ckpt["args"], "epochs": asked, "seed": seed, **(options or {})}
     bits = code_bits(args["N_books"], args["N_words"])
-    rows = [json.loads(line) for line in (base / "log.jsonl").read_text().splitlines()]
-    rows = [{**row, "mAP": m, "bits": bits, "top_n": args["Top_N"]} for row, m in zip(rows, maps)]
-    (dst / "log.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    header = (base / "log.jsonl").read_text().splitlines()[0]
+    rows = [{**row, "mAP": m, "bits": bits, "top_n": args["Top_N"]} for row, m in zip(read_log(base), maps)]
+    (dst / "log.jsonl").write_text(header + "\n" + "".join(json.dumps(row) + "\n" for row in rows))
     ckpt.update(args=args, best_map=best[0], best_epoch=best[1], environment=env,
                 split={**ckpt["split"], "protocol": protocol, "seed": split_seed})
     for name, done in (("last.pth", len(rows)), ("best.pth", best[1])):
@@ -101,22 +102,22 @@ def test_the_table_of_known_runs(runs):
                             f"recorded); its tensors are not verified\n"
     assert result.stdout.splitlines() == HEADER + [
         empty_cell("CIFAR-10", "cifar10-official", 16),
-        "| CIFAR-10 | cifar10-official | 32 | 2 / 2 | 0.6100 (mAP@1000, epoch 2) | 0.6100 (mAP@1000, epoch 2) "
+        f"| CIFAR-10 | cifar10-official | 32 | {MODEL} | 2 / 2 | 0.6100 (mAP@1000, epoch 2) | 0.6100 (mAP@1000, epoch 2) "
         "| 2 | Test GPU 80GB | 0123456789ab | c32-seed2 |",
-        "| CIFAR-10 | cifar10-official | 32 | 2 / 2 | 0.4500 (mAP@1000, epoch 2) | 0.5000 (mAP@1000, epoch 1) "
+        f"| CIFAR-10 | cifar10-official | 32 | {MODEL} | 2 / 2 | 0.4500 (mAP@1000, epoch 2) | 0.5000 (mAP@1000, epoch 1) "
         "| 1 | Test GPU 80GB | 0123456789ab | c32-seed1 |",
         empty_cell("CIFAR-10", "cifar10-official", 64),
-        "| FLICKR25K | flickr25k | 16 | 1 / 50 | 0.3000 (mAP@5000, epoch 1) | 0.3000 (mAP@5000, epoch 1) "
+        f"| FLICKR25K | flickr25k | 16 | {MODEL} | 1 / 50 | 0.3000 (mAP@5000, epoch 1) | 0.3000 (mAP@5000, epoch 1) "
         "| 1 | Test GPU 80GB | fedcba987654+modified | f16-unfinished |",
         empty_cell("FLICKR25K", "flickr25k", 32),
         empty_cell("FLICKR25K", "flickr25k", 64),
         empty_cell("NUS-WIDE", "nuswide21", 16),
         empty_cell("NUS-WIDE", "nuswide21", 32),
-        "| NUS-WIDE | nuswide21 | 64 | 2 / 2 | 0.2500 (mAP@5000, epoch 2) | 0.2500 (mAP@5000, epoch 2) "
+        f"| NUS-WIDE | nuswide21 | 64 | {MODEL} | 2 / 2 | 0.2500 (mAP@5000, epoch 2) | 0.2500 (mAP@5000, epoch 2) "
         "| 3 (split 0) | Test GPU 80GB | 0123456789ab | n64 |",
-        "| CIFAR-10 | unknown | 32 | 2 / 2 | 0.3500 (mAP@1000, epoch 2) | 0.4000 (mAP@1000, epoch 1) "
+        f"| CIFAR-10 | unknown | 32 | {MODEL} | 2 / 2 | 0.3500 (mAP@1000, epoch 2) | 0.4000 (mAP@1000, epoch 1) "
         "| 1 | unknown | unknown | old |",
-        "| CIFAR-10 | cifar10-official | 32 | 2 / 2 | 0.3100 (mAP@all, epoch 2) | 0.3100 (mAP@all, epoch 2) "
+        f"| CIFAR-10 | cifar10-official | 32 | {MODEL} | 2 / 2 | 0.3100 (mAP@all, epoch 2) | 0.3100 (mAP@all, epoch 2) "
         "| 1 | Test GPU 80GB | 0123456789ab | c32-all |",
     ]
 
@@ -125,11 +126,11 @@ def test_the_paper_column_has_only_the_verified_figure(runs):
     result = results("--paper", runs["c32-seed1"])
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == ("| dataset | protocol | bits | epochs | mAP last | mAP best | paper | seed | hardware "
+    assert lines[0] == ("| dataset | protocol | bits | model | epochs | mAP last | mAP best | paper | seed | hardware "
                         "| commit | run |")
-    papers = [line.split(" | ")[6] for line in lines[2:]]
+    papers = [line.split(" | ")[7] for line in lines[2:]]
     assert papers == ["not verified", "0.793"] + ["not verified"] * 7
-    assert lines[3] == ("| CIFAR-10 | cifar10-official | 32 | 2 / 2 | 0.4500 (mAP@1000, epoch 2) "
+    assert lines[3] == (f"| CIFAR-10 | cifar10-official | 32 | {MODEL} | 2 / 2 | 0.4500 (mAP@1000, epoch 2) "
                         "| 0.5000 (mAP@1000, epoch 1) | 0.793 | 1 | Test GPU 80GB | 0123456789ab | c32-seed1 |")
     assert len(lines) == 2 + len(CELLS)
 
@@ -147,7 +148,7 @@ def test_a_real_run_read_as_it_was_written(two_epochs):
     env = ckpt["environment"]
     assert ckpt["split"]["protocol"] == "cifar10-official subset"
     assert lines[2 + len(CELLS):] == [
-        f"| CIFAR-10 | cifar10-official subset | 32 | 2 / 2 | {last['mAP']:.4f} (mAP@1000, epoch 2) "
+        f"| CIFAR-10 | cifar10-official subset | 32 | {MODEL} | 2 / 2 | {last['mAP']:.4f} (mAP@1000, epoch 2) "
         f"| {ckpt['best_map']:.4f} (mAP@1000, epoch {ckpt['best_epoch']}) | 1 | {env['hardware']} "
         f"| {env['commit']} | {out.name} |"]
 

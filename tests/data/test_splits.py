@@ -142,10 +142,25 @@ def test_per_class_pick_counts_an_item_for_its_first_class_with_room(order, n, e
 
 def test_per_class_pick_too_few_items():
     # n 2: 0 and 1 fill class 0, 2 counts for class 1, 3 and 4 fill class 2; class 1 has 1
-    with pytest.raises(SPQError, match=r"^class 1 has only 1 items left for 2 queries per class"):
+    with pytest.raises(SPQError, match=r"^2 queries per class were asked, but class 1 has only 1 images left; "
+                                       r"ask for fewer \(--query_per_class 1 at most\)"):
         pick(MULTI, np.arange(6), 2, True, "queries")
-    with pytest.raises(SPQError, match="7 training images were asked but only 6 items"):
+    with pytest.raises(SPQError, match="7 training images were asked, but only 6 items are there"):
         pick(MULTI, np.arange(6), 7, False, "training images")
+    with pytest.raises(SPQError, match="class 'sky' has only 1 images left"):        # named, when names are known
+        pick(MULTI, np.arange(6), 2, True, "queries", ["sea", "sky", "tree"])
+
+
+def test_a_preset_short_of_images_names_the_concept_and_the_way_out():
+    """A preset's sizes are fixed: its error names the concept that falls short and points to
+    a custom split, instead of asking for fewer."""
+    with pytest.raises(SPQError) as e:
+        draw(MULTI, 2, True, 0, False, 0, ["sea", "sky", "tree"], "nuswide21")
+    message = str(e.value)
+    assert message.startswith("the nuswide21 protocol draws 2 queries per class, but class 'sky' has only 1 "
+                              "images left")
+    assert "python -m spq.split custom" in message and "--query_per_class 1" in message
+    assert "ask for fewer" not in message
 
 
 # ---------------------------------------------------------------- read_split
@@ -303,11 +318,11 @@ def test_out_holding_a_split_is_refused_without_force(pool, tmp_path):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--query_per_class", 11], "items left for 11 queries per class; ask for fewer"),
-    (["--query_per_class", 2, "--train_per_class", 9],
-     "items left for 9 training images per class; ask for fewer"),
-    (["--query", 41], "41 queries were asked but only 40 items are there to draw from"),
-    (["--query", 30, "--train", 11], "11 training images were asked but only 10 items"),
+    (["--query_per_class", 11], "11 queries per class were asked, but class "),
+    (["--query_per_class", 2, "--train_per_class", 9], "9 training images per class were asked, but class "),
+    (["--query", 41], "41 queries were asked, but only 40 items are there to draw from; ask for fewer "
+                      "(--query 40 at most)"),
+    (["--query", 30, "--train", 11], "11 training images were asked, but only 10 items"),
 ])
 def test_more_than_there_is_is_a_one_line_error(pool, tmp_path, argv, message):
     code, stdout, stderr = split_cli("custom", tmp_path / "s", *list_args(pool), *argv)
@@ -479,7 +494,6 @@ def pooled():
 @pytest.fixture
 def fake_cifar(pooled, monkeypatch):
     monkeypatch.setattr(spq.data.cifar10, "load_cifar10", pooled)
-    monkeypatch.setattr(spq.data.splits, "load_cifar10", pooled)
     return pooled
 
 
@@ -509,7 +523,6 @@ def cifar_model(pooled, small_cifar, tmp_path_factory):
     root = tmp_path_factory.mktemp("cifar_model")
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(spq.data.cifar10, "load_cifar10", pooled)
-        mp.setattr(spq.data.splits, "load_cifar10", pooled)
         code, _, stderr = split_cli("custom", root / "s", "--data_dir", small_cifar, "--query_per_class", 1,
                                     "--train_per_class", 1, "--seed", 6)
         assert code == 0, stderr
@@ -640,3 +653,30 @@ def test_eval_with_typed_list_files_of_a_model_trained_on_a_split(pool, list_spl
     else:
         assert result.returncode in (1, 2)
         assert_clean_failure(result, result.returncode, "--split_file")
+
+
+def test_help_shows_every_protocols_sizes():
+    """--help carries the protocols' sizes, which used to be only in the docs."""
+    code, stdout, _ = split_cli("--help")
+    text = " ".join(stdout.split())
+    assert code == 0 and "module docstring" not in text
+    for line in ("cifar10-1000 1,000 queries (100 per class)", "flickr25k 2,000 queries at random",
+                 "nuswide21 2,100 queries (100 per concept)"):
+        assert line in text, line
+
+
+def test_a_list_prepared_with_its_concepts_names_them(pool, tmp_path):
+    """A list file with the classes.txt python -m spq.prepare writes beside it: the split's
+    counts and errors use the concept names."""
+    root, all_txt = pool
+    names = ["sea", "sky", "tree", "car"][:NUM_CLS]
+    listed = tmp_path / "all.txt"
+    listed.write_text(Path(all_txt).read_text())
+    (tmp_path / "classes.txt").write_text("".join(n + "\n" for n in names))
+    code, _, stderr = split_cli("custom", tmp_path / "s", "--list", listed, "--num_cls", NUM_CLS, "--data_dir", root,
+                                "--query_per_class", 10 ** 6)
+    assert code == 1 and "class 'sea' has only" in one_line_error(stderr)
+    code, _, stderr = split_cli("custom", tmp_path / "s", "--list", listed, "--num_cls", NUM_CLS, "--data_dir", root,
+                                "--query_per_class", 1)
+    assert code == 0, stderr
+    assert sorted(load(tmp_path / "s" / "split.json")["per_class"]["query"]) == sorted(names)

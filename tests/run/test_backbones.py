@@ -60,16 +60,26 @@ def test_pretrained_file_loads_every_weight_but_the_classifier(tmp_path):
         load_pretrained(model, "resnet18", str(tmp_path / "junk.pth"))
 
 
-def test_the_first_release_head(tmp_path):
+@pytest.mark.parametrize("head, bias, kind, gain", [("latest", True, "uniform", 1.0),
+                                                    ("second", False, "normal", 1.0),
+                                                    ("first", False, "normal", 0.1)])
+def test_each_head_starts_as_its_release_did(head, bias, kind, gain):
+    """The authors' three releases: the projection's bias, and the initialisation of its weight
+    (M*L, 512) and of the codebooks, laid out as their (K, M*L) matrix: Xavier-uniform (bounded
+    by gain * sqrt(6 / (fan_in + fan_out))) or Xavier-normal (deviation gain * sqrt(2 / ...))."""
     torch.manual_seed(3)
-    first, latest = build_model(head="first"), build_model()
-    assert first.head.bias is None and latest.head.bias is not None
-    # Xavier-normal with gain 0.1 over (M*L, 512) and (K, M*L): standard deviations
-    for tensor, fan_in, fan_out in [(first.head.weight, 512, 32), (first.codebooks, 32, 16)]:
-        expected = 0.1 * math.sqrt(2 / (fan_in + fan_out))
-        assert tensor.std().item() == pytest.approx(expected, rel=0.1)
-    bound = math.sqrt(6 / (512 + 32))                      # Xavier-uniform, gain 1
-    assert latest.head.weight.abs().max() <= bound and latest.head.weight.std().item() > 0.5 * bound / math.sqrt(3)
+    model = build_model(head=head)                      # 4 books x 16 words x 8: M*L = 32
+    assert (model.head.bias is not None) == bias
+    matrix = model.codebooks.detach().transpose(0, 1).reshape(16, 32)         # (K, M*L)
+    for tensor, fan_in, fan_out in [(model.head.weight.detach(), 512, 32), (matrix, 32, 16)]:
+        std = gain * math.sqrt(2 / (fan_in + fan_out))
+        bound = gain * math.sqrt(6 / (fan_in + fan_out))
+        if kind == "uniform":
+            assert tensor.abs().max() <= bound and tensor.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.1)
+        else:
+            assert tensor.std().item() == pytest.approx(std, rel=0.1)
+            assert tensor.abs().max() > std * math.sqrt(3)          # past a uniform's bound: normal tails
+            assert abs(tensor.mean().item()) < 0.1 * std
 
 
 def test_stretch_is_a_plain_bicubic_resize(tmp_path):

@@ -11,7 +11,7 @@ from spq.errors import SPQError
 from spq.method.network import SPQ
 from spq.run.device import memory_format
 import spq.run.device as D
-from conftest import SMALL, assert_clean_failure, assert_same_weights, read_log
+from conftest import SMALL, assert_clean_failure, assert_same_weights, read_log, reseal
 from cli import spq as run_spq
 from spq.data.cifar10 import load_cifar10
 from spq.run.trained import load_model
@@ -106,7 +106,7 @@ def test_bf16_evaluation_encodes_in_bf16(bf16_runs, tmp_path):
                      "--output_dir", tmp_path)
     assert result.returncode == 0, result.stderr
     written = json.loads((tmp_path / "retrieval.json").read_text())
-    model, ckpt = load_model(whole / "last.pth", CPU)
+    model, ckpt, _ = load_model(whole / "last.pth", CPU)
     cifar = load_cifar10(data)
     gallery = torch.cat([torch.nonzero(cifar.train_labels == c).flatten()[:4] for c in range(10)]).sort().values
 
@@ -131,3 +131,54 @@ def test_bf16_evaluation_encodes_in_bf16(bf16_runs, tmp_path):
     assert not torch.equal(fp32, loaded.descriptors(cifar.query_images[:8]))
     with pytest.raises(SPQError, match="precision 'fp64' is not one of fp32, bf16, fp16"):
         spq.load(whole / "last.pth", device="cpu", precision="fp64")
+
+
+@pytest.mark.parametrize("has_bf16, expected", [(True, "bf16"), (False, "fp32"), (None, "fp32")])
+def test_auto_takes_bf16_only_where_the_cpu_runs_it(monkeypatch, has_bf16, expected):
+    """--precision auto on both kinds of CPU (simulated), and on one PyTorch cannot read."""
+    monkeypatch.setattr(D, "cpu_has_bf16", lambda: has_bf16)
+    assert D.auto_precision(CPU) == expected
+    assert D.encoding_precision("auto", "fp32", CPU) == expected
+    assert D.encoding_precision(None, "fp16", CPU) == "fp16"          # the checkpoint's, as asked
+
+
+def test_auto_on_this_cpu_is_recorded_in_the_log_and_the_checkpoint(data, tmp_path):
+    """A run with --precision auto records the precision it chose (bf16 on a CPU with bf16
+    instructions, fp32 elsewhere) in its log's header and its checkpoint's options."""
+    out = tmp_path / "run"
+    result = run_spq("--data_dir", data, "--output_dir", out, "--epochs", 1, "--precision", "auto", *SMALL)
+    assert result.returncode == 0, result.stderr
+    chosen = D.auto_precision(CPU)
+    assert f"--precision auto: {chosen}" in result.stdout
+    header = json.loads((out / "log.jsonl").read_text().splitlines()[0])
+    assert header["run"]["precision"] == chosen
+    assert torch.load(out / "last.pth", weights_only=True)["args"]["precision"] == chosen
+
+
+def test_the_api_refuses_bf16_as_the_command_line_does(monkeypatch, two_epochs):
+    """spq.load(precision="bf16") on a CPU without bf16 instructions is refused in one line,
+    as main_SPQ.py refuses --precision bf16; "auto" takes fp32 there."""
+    out, _ = two_epochs
+    monkeypatch.setattr(D, "cpu_has_bf16", lambda: False)
+    with pytest.raises(SPQError, match="no bf16 instructions.*precision='fp32'"):
+        spq.load(out / "best.pth", device="cpu", precision="bf16")
+    assert spq.load(out / "best.pth", device="cpu", precision="auto").precision == "fp32"
+
+
+def test_a_bf16_checkpoint_on_a_cpu_without_bf16(monkeypatch, data, two_epochs, tmp_path):
+    """--eval_only of a checkpoint trained in bf16, on a CPU without bf16 instructions: refused
+    with the way out (--precision fp32), which then evaluates it in fp32; resuming its
+    training there is refused: a resumed run keeps its precision."""
+    out, _ = two_epochs
+    ckpt = torch.load(out / "last.pth", weights_only=True)
+    ckpt["args"]["precision"] = "bf16"
+    reseal(ckpt, tmp_path / "bf16.pth")
+    monkeypatch.setattr(D, "cpu_has_bf16", lambda: False)
+    refused = run_spq("--resume", tmp_path / "bf16.pth", "--eval_only", "--device", "cpu")
+    assert_clean_failure(refused, 1, "the checkpoint's --precision bf16", "pass --precision fp32 (or auto)")
+    done = run_spq("--resume", tmp_path / "bf16.pth", "--eval_only", "--device", "cpu", "--precision", "fp32")
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "retrieval.json").read_text())["model"]["precision"] == "fp32"
+    resumed = run_spq("--resume", tmp_path / "bf16.pth", "--device", "cpu", "--epochs", 3,
+                      "--output_dir", tmp_path / "again")
+    assert_clean_failure(resumed, 1, "a resumed run keeps its precision")

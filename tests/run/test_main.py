@@ -19,7 +19,7 @@ from reference import map_loops, ranked_lists_loops
 def run_sets(data, ckpt):
     """The gallery (the run's first 5 training images of each class) and the queries (the
     whole test set) of a SMALL run, as the run's model encodes them."""
-    model, ckpt = load_model(ckpt, torch.device("cpu"))
+    model, ckpt, _ = load_model(ckpt, torch.device("cpu"))
     cifar = load_cifar10(data)
     per_class, gallery = ckpt["args"]["train_per_class"], []
     for i, c in enumerate(cifar.train_labels.tolist()):
@@ -234,3 +234,64 @@ def test_tensorboard_without_the_package_is_one_line(data, tmp_path, monkeypatch
                  "--tensorboard", tmp_path / "board", *SMALL)
     assert_clean_failure(result, 1, "--tensorboard needs the tensorboard package", "pip install tensorboard")
     assert not (tmp_path / "board").exists()
+
+
+def test_a_run_says_what_it_ran(data, two_epochs, tmp_path):
+    """The backbone, where its weights started, the input size, the resizing rule and the
+    precision: in the start line, the log's header line, retrieval.json and the results table."""
+    out, result = two_epochs
+    said = "cifar_resnet18 at 16 px (crop), fp32"
+    assert any(line.startswith("SPQ: 32 bits (8 books x 16 words), " + said) for line in result.stdout.splitlines())
+    header = json.loads((Path(out) / "log.jsonl").read_text().splitlines()[0])["run"]
+    assert {k: header[k] for k in ("backbone", "pretrained", "input_size", "resize", "precision")} == {
+        "backbone": "cifar_resnet18", "pretrained": None, "input_size": 16, "resize": "crop", "precision": "fp32"}
+    evaluated = spq("--resume", Path(out) / "best.pth", "--eval_only", "--output_dir", tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads((tmp_path / "retrieval.json").read_text())["model"] == header
+    assert any(line.startswith(str(Path(out) / "best.pth")) and f"): 32 bits, {said}, " in line
+               for line in evaluated.stdout.splitlines())
+    from cli import results_cli
+    table = results_cli(out)
+    assert table.returncode == 0, table.stderr
+    assert "| model |" in table.stdout and f"| {said} |" in table.stdout
+
+
+@pytest.fixture
+def no_decoding(monkeypatch):
+    """Decoding the dataset fails the test: a refusal must come before it."""
+    import spq.run.setup
+
+    def decoded(*_, **__):
+        raise AssertionError("the dataset was loaded before the refusal")
+    monkeypatch.setattr(spq.run.setup, "load_data", decoded)
+
+
+def test_an_occupied_output_dir_is_refused_before_the_data_is_loaded(data, two_epochs, no_decoding):
+    out, _ = two_epochs
+    result = spq("--data_dir", data, "--output_dir", out, "--epochs", 1, *SMALL)
+    assert_clean_failure(result, 1, "already holds a run (last.pth)")
+
+
+def test_a_backbone_too_deep_for_the_input_size_is_refused_before_the_data_is_loaded(data, tmp_path, no_decoding):
+    result = spq("--data_dir", data, "--output_dir", tmp_path / "run", "--epochs", 1, "--backbone", "vgg16",
+                 *SMALL)                                          # 16-pixel views: five poolings leave nothing
+    assert_clean_failure(result, 1, "--backbone vgg16 cannot take --input_size 16", "at least --input_size 32")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_imagenet_weights_without_a_network_say_what_to_do(data, tmp_path, monkeypatch, no_decoding):
+    """--pretrained imagenet with an empty cache and no network: one line naming the weights'
+    address, the cache folder to fill and --pretrained FILE; before any image is decoded."""
+    import urllib.error
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+
+    def offline(*_, **__):
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    result = spq("--data_dir", data, "--output_dir", tmp_path / "run", "--epochs", 1, "--backbone", "resnet18",
+                 "--pretrained", "imagenet", *SMALL)
+    assert_clean_failure(result, 1, "--pretrained imagenet: torchvision's ImageNet weights of resnet18 could not be "
+                                    "downloaded from https://download.pytorch.org/models/resnet18-",
+                         "Name or service not known", str(tmp_path / "torch_home" / "hub" / "checkpoints"),
+                         "--pretrained FILE")
+    assert len(result.stderr.strip().splitlines()) == 1
