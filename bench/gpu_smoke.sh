@@ -48,7 +48,7 @@ step() {   # step NAME COMMAND...: run it, remember whether it passed
     fi
 }
 
-step "CUDA test tier" "$PY" -m pytest -m cuda -q -p no:cacheprovider tests/test_cuda.py
+step "CUDA test tier" "$PY" -m pytest -m cuda -q -p no:cacheprovider tests/run/test_cuda.py
 step "train_speed" "$PY" bench/train_speed.py --device "$device" --precision native "${train_sizes[@]}"
 step "eval_speed" "$PY" bench/eval_speed.py --device "$device" --precision native ${eval_sizes[@]+"${eval_sizes[@]}"}
 

@@ -6,7 +6,7 @@
 For each seed and precision, `main_SPQ.py` trains from scratch on the first
 --train_per_class training images of each CIFAR-10 class (the gallery) and is evaluated
 every epoch on the first --query_per_class test images of each class (mAP@1000, ADC),
-the paper's options otherwise. Reports per epoch the mean and standard deviation over
+the authors' options otherwise. Reports per epoch the mean and standard deviation over
 seeds of the loss and mAP of each precision, and the differences (bf16 - fp32) with the
 seed-to-seed deviation they are to be read against. Then the fp32 model of the first seed
 is encoded again in each precision (the Python API's `precision`): mAP of one model

@@ -135,8 +135,9 @@ class Model:
         if isinstance(images, torch.Tensor):
             if images.dtype != torch.uint8:
                 raise TypeError(f"image tensors must be uint8 (0..255), got {images.dtype}")
-            if images.ndim != 4 or images.shape[1] != 3:
-                raise ValueError(f"an image tensor must be (B, 3, H, W), got {tuple(images.shape)}")
+            if images.ndim != 4 or images.shape[1] != 3 or min(images.shape[2:], default=0) < 1:
+                raise ValueError(f"an image tensor must be (B, 3, H, W) with H and W at least 1, got "
+                                 f"{tuple(images.shape)}")
             yield from (b.contiguous() for b in images.split(size) if len(b))
             return
         if isinstance(images, (str, os.PathLike)) or not isinstance(images, Sequence):
@@ -149,7 +150,9 @@ class Model:
     def _picture(self, image) -> np.ndarray:
         """One image file or Pillow image -> uint8 (3, S, S) by the checkpoint's rule."""
         if isinstance(image, (str, os.PathLike)):
-            if not Path(image).is_file():
+            if Path(image).is_dir():
+                raise SPQError(f"image {image} is a folder, not an image file: list the files in it")
+            if not Path(image).exists():
                 raise SPQError(f"image {image} does not exist")
             source = image
         elif _is_pil(image):

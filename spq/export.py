@@ -22,7 +22,6 @@ See docs/api.md for loading them and ranking with numpy.
 """
 import argparse
 import hashlib
-import json
 import sys
 from pathlib import Path
 from typing import Dict, Optional
@@ -31,7 +30,10 @@ import numpy as np
 import torch
 
 from .errors import SPQError, exit_status
-from .files.write import atomic_write, atomic_write_bytes
+from .files.read import open_file
+from .files.lock import LOCK, OutputLock
+from .files.write import atomic_save_json, atomic_write, atomic_write_bytes, file_record, remove_stale_temp_files
+from .run import faults
 from .method.quantization import code_bits
 from .options.declared import HelpFormatter, add_dataset_options, add_precision_option
 from .options.values import check_dataset_options, data_options
@@ -44,7 +46,8 @@ from .store.index import Index, load_index
 
 FORMAT = "spq-export"
 VERSION = 1
-FILES = ("codes.npy", "codebooks.npy", "labels.npy", "paths.txt", "descriptors.npy", "export.json")
+MANIFEST = "export.json"        # written last, naming every other file with its size and SHA-256
+FILES = (MANIFEST, "codes.npy", "codebooks.npy", "labels.npy", "paths.txt", "descriptors.npy")
 RULES = {"euclidean": "ADC: per book m, the Euclidean distance between the query's sub-vector m "
                       "(columns m*L..(m+1)*L-1) and codebooks[m, codes[g, m]]; summed over books "
                       "(float32, book order); smaller is nearer, ties by item order (the authors' "
@@ -53,9 +56,10 @@ RULES = {"euclidean": "ADC: per book m, the Euclidean distance between the query
                     "to the item's reconstruction (FAISS IndexPQ's ranking)"}
 
 
-def sha256(path) -> str:
+def sha256(path, kind: str) -> str:
+    """The SHA-256 of a checkpoint's or an index's file, read through the way in."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_file(path, kind) as f:
         for block in iter(lambda: f.read(2 ** 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -92,7 +96,7 @@ def checkpoint_of_index(index: Index) -> Dict:
     except SPQError:
         same = False
     if same:
-        record["sha256"] = sha256(path)
+        record["sha256"] = sha256(path, "checkpoint")
     else:
         print(f"warning: {path}, the index's checkpoint, is gone or holds another model now: "
               f"export.json records no SHA-256", file=sys.stderr)
@@ -104,17 +108,16 @@ def describe_array(array: np.ndarray) -> Dict:
 
 
 def prepare_out(out: Path, force: bool) -> None:
-    """Refuse a non-empty folder unless `force`; with it, remove this program's files there
-    (so that none of a previous export outlives this one), leaving any other file alone."""
-    if out.exists() and not out.is_dir():
-        raise SPQError(f"--out {out} is a file, not a folder")
-    if out.is_dir() and any(out.iterdir()):
+    """Refuse a non-empty folder (its lock aside) unless `force`; with it, remove this
+    program's files there, export.json first (so that none of a previous export outlives
+    this one, and the folder reads as incomplete until this one's export.json), leaving any
+    other file alone. The caller holds OUT's lock."""
+    if any(p.name != LOCK for p in out.iterdir()):
         if not force:
             raise SPQError(f"--out {out} is not empty: pass --force to replace an export there, "
                            f"or choose an empty folder")
-        for name in ("export.json",) + FILES:            # export.json first: incomplete from here
+        for name in FILES:                               # export.json first: incomplete from here
             (out / name).unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
 
 
 def write_export(index: Index, descriptors: Optional[torch.Tensor], out: Path, source: Dict,
@@ -143,10 +146,10 @@ def write_export(index: Index, descriptors: Optional[torch.Tensor], out: Path, s
                    "multi-hot rows, one column per class" if index.multi_label else "class indices into classes"),
         "paths": ("files relative to data_dir (absolute when outside it)" if index.paths is not None
                   else f"{config.get('dataset')} {config.get('split')} #<position in the split>"),
-        "files": {**{name: describe_array(a) for name, a in arrays.items()},
-                  "paths.txt": {"lines": len(names)}},
     }
-    atomic_write_bytes(out / "export.json", (json.dumps(record, indent=2) + "\n").encode())
+    shapes = {**{name: describe_array(a) for name, a in arrays.items()}, "paths.txt": {"lines": len(names)}}
+    record["files"] = {name: {**shape, **file_record(out / name)} for name, shape in shapes.items()}
+    atomic_save_json(record, out / MANIFEST)
     return record
 
 
@@ -185,6 +188,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = get_args_parser()
     args = parser.parse_args(argv)
+    faults.install()        # the crash tests' fault points (SPQ_FAULTS); nothing otherwise
     if args.index is not None:
         given = [a.option_strings[0] for a in parser.data_group._group_actions
                  if getattr(args, a.dest) != a.default]
@@ -199,19 +203,24 @@ def main(argv=None) -> int:
 
     def work():
         out = Path(args.out)
+        if out.exists() and not out.is_dir():
+            raise SPQError(f"--out {out} is a file, not a folder")
         if args.index is not None:
             index, descriptors = load_index(args.index), None
-            prepare_out(out, args.force)
             source = {"index": str(Path(args.index).resolve())}
             checkpoint = checkpoint_of_index(index)
         else:
             model, ckpt, precision = load_model(args.checkpoint, resolve_device(args.device, "0"), args.precision)
-            prepare_out(out, args.force)             # after the checks, before the encoding
-            index, descriptors = encode_dataset(model, ckpt, args, precision)
-            source = {"index": None}
-            checkpoint = {"path": str(Path(args.checkpoint).resolve()), "sha256": sha256(args.checkpoint),
-                          "epoch": ckpt["epoch"]}
-        write_export(index, descriptors, out, source, checkpoint)
+        with OutputLock(out, what="--out"):                 # one export at a time into OUT
+            for path in remove_stale_temp_files(out, FILES):
+                print(f"removed {path}, left by a run that was killed while writing", file=sys.stderr)
+            prepare_out(out, args.force)                    # after the checks, before the encoding
+            if args.index is None:
+                index, descriptors = encode_dataset(model, ckpt, args, precision)
+                source = {"index": None}
+                checkpoint = {"path": str(Path(args.checkpoint).resolve()),
+                              "sha256": sha256(args.checkpoint, "checkpoint"), "epoch": ckpt["epoch"]}
+            write_export(index, descriptors, out, source, checkpoint)
         print(f"wrote {out}: {len(index)} codes of {code_bits(*index.codebooks.shape[:2])} bits"
               + (" and their descriptors" if descriptors is not None else ""))
 

@@ -19,6 +19,7 @@ MAX_GRID_PIXELS; a checkpoint must hold finite weights and have been trained at 
 index's input size.
 """
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -30,7 +31,9 @@ from .data.cifar10 import load_cifar10
 from .data.images import decode
 from .errors import SPQError, exit_status
 from .files.torchfile import atomic_save, with_checksum
-from .files.write import atomic_write
+from .files.lock import OutputLock
+from .files.write import atomic_write, atomic_write_bytes, file_record, remove_stale_temp_files
+from .run import faults
 from .method.quantization import code_bits
 from .options.declared import HelpFormatter, add_dataset_options, add_precision_option
 from .options.values import check_dataset_options, data_options
@@ -38,7 +41,7 @@ from .run.device import resolve_device
 from .run.indexing import build_index, check_query_size, check_same_input, check_same_model, query_index
 from .run.trained import load_model
 from .retrieval.distances import DISTANCES
-from .store.index import Index, load_index, require_faiss, to_faiss, write_faiss
+from .store.index import Index, faiss_bytes, load_index, require_faiss, to_faiss
 
 MIN_TILE, MAX_TILE = 8, 1024    # --tile, pixels
 MAX_GRID_PIXELS = 2 ** 25       # a --grid picture: 32 Mi pixels, 96 MiB as RGB
@@ -204,21 +207,29 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def _build(args, device) -> None:
+    """Encode the collection, then write the FAISS file (with --faiss) and the index file,
+    last, whose configuration records the FAISS file's size and SHA-256; one build at a time
+    per output file (a lock beside it), the temporary files of a killed one removed."""
     if args.faiss:
         require_faiss()                                     # before the work, not after it
+    out = Path(args.out)
+    targets = [out] + ([Path(args.faiss)] if args.faiss else [])
     model, ckpt, precision = load_model(args.checkpoint, device, args.precision)
-    index = build_index(model, ckpt, args.checkpoint, data_options(args, ckpt["args"]), args.split,
-                        args.num_workers, precision)
-    faiss_index = None
-    if args.faiss:
-        faiss_index = to_faiss(index.codebooks, index.codes)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    atomic_save(with_checksum(index.to_dict()), args.out)
-    print(f"wrote {args.out}: {len(index)} items of {index.config['split']}, "
+    with contextlib.ExitStack() as locks:
+        for target in targets:
+            locks.enter_context(OutputLock(target.parent, f".{target.name}.lock", what=f"the folder of {target.name}"))
+            for path in remove_stale_temp_files(target.parent, [target.name]):
+                print(f"removed {path}, left by a run that was killed while writing", file=sys.stderr)
+        index = build_index(model, ckpt, args.checkpoint, data_options(args, ckpt["args"]), args.split,
+                            args.num_workers, precision)
+        if args.faiss:
+            faiss_index = to_faiss(index.codebooks, index.codes)
+            atomic_write_bytes(args.faiss, faiss_bytes(faiss_index))
+            index.config["faiss"] = {"file": str(Path(args.faiss).resolve()), **file_record(args.faiss)}
+            print(f"wrote {args.faiss}: faiss.IndexPQ of {faiss_index.ntotal} codes")
+        atomic_save(with_checksum(index.to_dict()), out)
+    print(f"wrote {out}: {len(index)} items of {index.config['split']}, "
           f"{code_bits(*index.codebooks.shape[:2])} bits each")
-    if faiss_index is not None:
-        write_faiss(faiss_index, args.faiss)
-        print(f"wrote {args.faiss}: faiss.IndexPQ of {faiss_index.ntotal} codes")
 
 
 def _query(args, device) -> None:
@@ -248,6 +259,7 @@ def _query(args, device) -> None:
 def main(argv=None) -> int:
     parser = get_args_parser()
     args = parser.parse_args(argv)
+    faults.install()        # the crash tests' fault points (SPQ_FAULTS); nothing otherwise
     if args.command == "build":
         check_dataset_options(parser.build_parser, args)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Dict, List
 
 from .errors import SPQError, exit_status
+from .files.read import read_json, read_lines
 from .files.write import atomic_write
 
 DPI = 110
@@ -27,10 +28,9 @@ DPI = 110
 def read_log(path: Path) -> List[Dict]:
     """The epoch records of a log.jsonl (its header line, what the run trains, is skipped);
     SPQError naming the file (and line) when unusable."""
-    if not path.is_file():
-        raise SPQError(f"{path} does not exist: pass the --output_dir of a training run")
     records = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    lines = read_lines(path, "log", "the log", remedy=": pass the --output_dir of a training run")
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
@@ -94,12 +94,12 @@ def curves(output_dir) -> Dict[str, List[Curve]]:
     result_path = out / "retrieval.json"
     if result_path.is_file():
         try:
-            result = json.loads(result_path.read_text())
+            result = read_json(result_path, "json", "the evaluation")
             pr, at_k = result["precision_recall"], result["precision_at_k"]
             ks = sorted(int(k) for k in at_k)
             found["precision_recall.png"] = [Curve(pr["recall"], pr["precision"], "precision-recall")]
             found["precision_at_k.png"] = [Curve(ks, [at_k[str(k)] for k in ks], "precision@k")]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             raise SPQError(f"{result_path} is not a retrieval.json of main_SPQ.py --eval_only") from None
     return found
 
@@ -140,7 +140,7 @@ def draw(output_dir) -> List[Path]:
         written.append(_save(plt, fig, out / "map.png"))
 
     if "precision_recall.png" in found:
-        result = json.loads((out / "retrieval.json").read_text())
+        result = read_json(out / "retrieval.json", "json", "the evaluation")
         title = f"{result.get('bits', '?')} bits, epoch {result.get('epoch', '?')}"
         pr, at_k = found["precision_recall.png"][0], found["precision_at_k.png"][0]
         fig, ax = plt.subplots(figsize=(4.8, 4.2))

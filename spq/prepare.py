@@ -58,17 +58,18 @@ import numpy as np
 
 from .data.official import REASONS, Prepared, prepare_flickr, prepare_nus
 from .errors import SPQError, exit_status
-from .files.write import atomic_save_json, atomic_write_bytes
+from .files.lock import OutputLock
+from .files.write import atomic_write_bytes, remove_stale_temp_files, write_manifest
+from .run import faults
 
 OUTPUTS = ("all.txt", "classes.txt", "prepare.json")
+MANIFEST = OUTPUTS[2]           # written last, naming the others with their sizes and SHA-256
 
 
 # ---------------------------------------------------------------- output
 
 def refuse_prepared(out: Path, force: bool) -> None:
-    """SPQError when OUT is not a folder, or already holds the files (unless `force`)."""
-    if out.exists() and not out.is_dir():
-        raise SPQError(f"OUT {out} is a file, not a folder")
+    """SPQError when OUT already holds the files (unless `force`)."""
     there = [name for name in OUTPUTS if (out / name).exists()]
     if there and not force:
         raise SPQError(f"{out} already holds {', '.join(there)}: choose another OUT, or pass "
@@ -82,8 +83,11 @@ def list_text(prep: Prepared) -> bytes:
 
 
 def write_outputs(prep: Prepared, raw: Path, out: Path, command: str) -> None:
-    """all.txt, classes.txt, then prepare.json into OUT, each atomically; a failed write
-    removes what this call wrote."""
+    """prepare.json removed first (a folder without it is incomplete), then all.txt and
+    classes.txt, each atomically, then prepare.json, the manifest, last: it names both with
+    their sizes and SHA-256, which readers of the list check (`spq.files.read.verified`).
+    A write that fails removes all three; a killed run leaves its lock, which readers
+    refuse (`spq.data.lists.check_written`)."""
     text = list_text(prep)
     kept = prep.labels.sum(axis=0, dtype=np.int64)
     record = {"dataset": prep.dataset, "raw": str(raw.resolve()), "choices": prep.choices,
@@ -93,18 +97,14 @@ def write_outputs(prep: Prepared, raw: Path, out: Path, command: str) -> None:
                              "kept": {c: int(k) for c, k in zip(prep.concepts, kept)}}},
               "concepts": prep.concepts, "sources": prep.sources, "notes": prep.notes,
               "command": command, "all_txt_sha256": hashlib.sha256(text).hexdigest()}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / OUTPUTS[2]).unlink(missing_ok=True)      # present only with --force
-    written = []
+    (out / MANIFEST).unlink(missing_ok=True)        # present only with --force
     try:
-        for name, data in ((OUTPUTS[0], text),
-                           (OUTPUTS[1], "".join(c + "\n" for c in prep.concepts).encode())):
-            atomic_write_bytes(out / name, data)
-            written.append(out / name)
-        atomic_save_json(record, out / OUTPUTS[2])
+        atomic_write_bytes(out / OUTPUTS[0], text)
+        atomic_write_bytes(out / OUTPUTS[1], "".join(c + "\n" for c in prep.concepts).encode())
+        write_manifest(out, MANIFEST, record, OUTPUTS[:2])
     except BaseException:
-        for path in written:
-            path.unlink(missing_ok=True)
+        for name in OUTPUTS:                        # a failed write leaves no half of a folder
+            (out / name).unlink(missing_ok=True)
         raise
 
 
@@ -166,9 +166,23 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def prepare(args, command: str) -> None:
-    """Read the official files, write OUT, print the summary."""
+    """Read the official files, write OUT (one writer at a time: its lock), print the summary."""
     raw, out = Path(args.raw), Path(args.out)
-    refuse_prepared(out, args.force)
+    if out.exists() and not out.is_dir():
+        raise SPQError(f"OUT {out} is a file, not a folder")
+    with OutputLock(out, what="OUT"):
+        for path in remove_stale_temp_files(out, OUTPUTS):
+            print(f"removed {path}, left by a run that was killed while writing", file=sys.stderr)
+        refuse_prepared(out, args.force)
+        prep = read_official(args, raw)
+        write_outputs(prep, raw, out, command)
+    for note in prep.notes:
+        print(f"note: {note}")
+    print(summary(prep, out))
+
+
+def read_official(args, raw: Path) -> Prepared:
+    """The kept images and labels of RAW's official files, as the options choose them."""
     if not raw.is_dir():
         raise SPQError(f"RAW {raw} is not a folder: pass the folder the official archives "
                        f"were unpacked into")
@@ -180,15 +194,13 @@ def prepare(args, command: str) -> None:
         reasons = ", ".join(f"{n} {REASONS[r]}" for r, n in prep.dropped.items() if n)
         raise SPQError(f"no image of {raw} is left to list ({prep.listed} named by the official "
                        f"files{'; ' + reasons if reasons else ''})")
-    write_outputs(prep, raw, out, command)
-    for note in prep.notes:
-        print(f"note: {note}")
-    print(summary(prep, out))
+    return prep
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     args = get_parser().parse_args(argv)
+    faults.install()        # the crash tests' fault points (SPQ_FAULTS); nothing otherwise
     return exit_status(lambda: prepare(args, "python -m spq.prepare " + shlex.join(argv)))
 
 

@@ -34,6 +34,7 @@ The table goes to stdout, notes to stderr.
 import argparse
 import math
 import sys
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -68,6 +69,7 @@ DATASET_NAMES = {"cifar10": "CIFAR-10", "flickr25k": "FLICKR25K", "nuswide21": "
 class Run:
     """What the table shows of one run folder."""
     folder: Path
+    name: str                        # the folder's name, and a mark when its log disagrees
     dataset: str
     protocol: str                    # the split's protocol, or UNKNOWN
     bits: Optional[int]
@@ -98,7 +100,7 @@ class Run:
                 "bits": "?" if self.bits is None else str(self.bits), "model": self.model,
                 "epochs": f"{self.epochs_done} / {asked}", "mAP last": last, "mAP best": best,
                 "seed": self.seed, "hardware": self.hardware, "commit": self.commit,
-                "run": self.folder.name}
+                "run": self.name}
 
 
 def at(top_n) -> str:
@@ -113,23 +115,39 @@ def _int(value) -> Optional[int]:
 
 
 def _map(value) -> Optional[float]:
+    """A mAP as a float, or None when it is not a number within 0..1."""
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    return float(value) if ok else None
+    return float(value) if ok and 0 <= value <= 1 else None
+
+
+def epoch_rows(rows: List[Dict], done: int) -> List[Dict]:
+    """Log rows as the table reads them: those of epochs 1..done, each epoch once (its first
+    row), in epoch order."""
+    found: Dict[int, Dict] = {}
+    for row in rows:
+        epoch = _int(row.get("epoch"))
+        if epoch is not None and 1 <= epoch <= done and epoch not in found:
+            found[epoch] = row
+    return [found[e] for e in sorted(found)]
 
 
 def read_run(folder: Path) -> Run:
-    """The table's view of the run in `folder` (which holds last.pth); SPQError when its
-    checkpoint cannot be read."""
+    """The table's view of the run in `folder` (which holds last.pth), from its checkpoint
+    (read and checked, its checksum covering every value): the log rows it carries, its best
+    mAP and epoch, its options, split and environment. log.jsonl is read only for a
+    checkpoint written before checkpoints carried their log rows, and compared with them
+    otherwise: a run whose log.jsonl disagrees is marked. SPQError when the checkpoint
+    cannot be read."""
     from .method.quantization import code_bits          # torch: only where a checkpoint is read
     from .options.values import what_ran, what_ran_text
     from .store.checkpoint import load_checkpoint
     ckpt = load_checkpoint(folder / LAST)
     args = ckpt["args"]
     done = ckpt["epoch"]
-    rows = [r for r in read_jsonl(folder / LOG) if _int(r.get("epoch")) is not None]
-    if not rows and isinstance(ckpt.get("log"), list):
-        rows = ckpt["log"]                        # log.jsonl lost: the checkpoint's copy of it
-    evaluations = [r for r in rows if r["epoch"] <= done and _map(r.get("mAP")) is not None]
+    logged = epoch_rows(read_jsonl(folder / LOG), done)
+    rows = ckpt["log"] if "log" in ckpt else logged
+    disagrees = "log" in ckpt and rows != logged
+    evaluations = [r for r in rows if _map(r.get("mAP")) is not None]
     last = evaluations[-1] if evaluations else None
 
     books, words = _int(args.get("N_books")), _int(args.get("N_words"))
@@ -155,8 +173,10 @@ def read_run(folder: Path) -> Run:
     best_epoch = _int(ckpt.get("best_epoch"))
     if best_map is not None and best_epoch is None:
         best_epoch = best_epoch_of(folder, rows, best_map)
-    return Run(folder, dataset, protocol, bits, what_ran_text(what_ran(args)), top_n, done, _int(args.get("epochs")), last,
-               best_map, best_epoch, seed, env.get("hardware", UNKNOWN), env.get("commit", UNKNOWN))
+    name = folder.name + (" (its log.jsonl differs from last.pth, whose figures are shown)" if disagrees else "")
+    return Run(folder, name, dataset, protocol, bits, what_ran_text(what_ran(args)), top_n, done,
+               _int(args.get("epochs")), last, best_map, best_epoch, seed, env.get("hardware", UNKNOWN),
+               env.get("commit", UNKNOWN))
 
 
 def best_epoch_of(folder: Path, rows: List[Dict], best_map: float) -> Optional[int]:
@@ -233,8 +253,21 @@ def table(runs: Sequence[Run], paper: bool = False) -> str:
     return "\n".join(lines)
 
 
+# Characters escaped in a cell: HTML's, and Markdown's link, code and table syntax.
+ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "\\": "\\\\", "|": "\\|", "[": "\\[", "]": "\\]",
+           "`": "\\`"}
+
+
+def cell(value) -> str:
+    """A value as one Markdown table cell: every control or line-breaking character (CR, LF,
+    tab, U+2028, ...) a space, and the characters of HTML, links, code and tables escaped,
+    so that no text a run recorded can end the row, add a row, or become markup."""
+    text = "".join(" " if (unicodedata.category(c)[0] in "CZ" and c != " ") else c for c in str(value))
+    return "".join(ESCAPES.get(c, c) for c in text)
+
+
 def markdown_row(values: Sequence[str]) -> str:
-    return "| " + " | ".join(str(v).replace("|", "\\|").replace("\n", " ") for v in values) + " |"
+    return "| " + " | ".join(cell(v) for v in values) + " |"
 
 
 def main(argv=None) -> int:

@@ -10,24 +10,33 @@ from typing import Dict, List
 from .data import splits
 from .data.splits import PROTOCOLS, SETS, Request, content_hash, make_split
 from .errors import SPQError, exit_status
-from .files.write import atomic_save_json, atomic_write_bytes
+from .files.lock import OutputLock
+from .files.write import atomic_save_json, atomic_write_bytes, file_record, remove_stale_temp_files
+from .run import faults
+
+MANIFEST = "split.json"
 
 
 def write_split(split: Dict, out: Path, force: bool = False) -> List[Path]:
-    """OUT/split.json, and for a list the three list files; returns the paths written."""
+    """OUT/split.json, and for a list the three list files before it; returns the paths
+    written. One writer at a time (OUT's lock); the temporary files of a killed one are
+    removed. split.json, written last (an earlier one removed first), names the list files
+    with their sizes and SHA-256 and its content hash covers them: a folder without it, or
+    whose files differ from it, is refused by every reader (`spq.data.splits.read_split`)."""
     lines, drawn = split.pop("_lines"), split.pop("_drawn")
-    names = ["split.json"] + ([f"{s}.txt" for s in SETS] if lines is not None else [])
-    existing = [n for n in names if (out / n).exists()]
-    if existing and not force:
-        raise SPQError(f"{out} already holds {', '.join(existing)}; choose another folder or pass --force")
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    if lines is not None:
-        for s in SETS:
+    lists = [f"{s}.txt" for s in SETS] if lines is not None else []
+    with OutputLock(out, what="OUT"):
+        for path in remove_stale_temp_files(out, [MANIFEST, *(f"{s}.txt" for s in SETS)]):
+            print(f"removed {path}, left by a run that was killed while writing", file=sys.stderr)
+        existing = [n for n in [MANIFEST, *lists] if (out / n).exists()]
+        if existing and not force:
+            raise SPQError(f"{out} already holds {', '.join(existing)}; choose another folder or pass --force")
+        (out / MANIFEST).unlink(missing_ok=True)
+        for s in SETS if lines is not None else ():
             atomic_write_bytes(out / f"{s}.txt", "".join(lines[i] + "\n" for i in getattr(drawn, s)).encode())
-            written.append(out / f"{s}.txt")
-    atomic_save_json({**split, "content_sha256": content_hash(split)}, out / "split.json")
-    return [out / "split.json"] + written
+        record = {**split, "files": {name: file_record(out / name) for name in lists}}
+        atomic_save_json({**record, "content_sha256": content_hash(record)}, out / MANIFEST)
+    return [out / MANIFEST] + [out / name for name in lists]
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -56,6 +65,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = get_args_parser()
     args = parser.parse_args(argv)
+    faults.install()        # the crash tests' fault points (SPQ_FAULTS); nothing otherwise
     if args.list and not args.num_cls:
         parser.error("--list needs --num_cls, its number of label columns")
     for name in ("query", "query_per_class", "train", "train_per_class", "seed"):

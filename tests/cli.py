@@ -21,7 +21,9 @@ from conftest import ROOT
 from spq.export import main as export_main
 from spq.index import main as index_main
 from spq.plot import main as plot_main
+from spq.prepare import main as prepare_main
 from spq.results import main as results_main
+from spq.split import main as split_main
 from spq.run import faults
 
 
@@ -101,3 +103,13 @@ def export_cli(*argv) -> Ran:
 def results_cli(*argv) -> Ran:
     """python -m spq.results ARGV, in this process."""
     return run_main(results_main, argv)
+
+
+def split_cli(*argv) -> Ran:
+    """python -m spq.split ARGV, in this process."""
+    return run_main(split_main, argv)
+
+
+def prepare_cli(*argv) -> Ran:
+    """python -m spq.prepare ARGV, in this process."""
+    return run_main(prepare_main, argv)

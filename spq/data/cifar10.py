@@ -8,8 +8,10 @@ tuples, bytes, strings, numbers, None, booleans); anything else is refused with 
 SPQError naming the file, before it is called.
 """
 import hashlib
+import io
 import pickle
 import shutil
+import tarfile
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -17,6 +19,8 @@ import numpy as np
 import torch
 
 from ..errors import SPQError
+from ..files.read import LIMITS, fetch, open_file
+from ..files.write import atomic_write_bytes, ensure_folder
 from .imageset import ImageSet, ImageSource
 
 FOLDER = "cifar-10-batches-py"
@@ -51,7 +55,7 @@ class _Restricted(pickle.Unpickler):
 def safe_unpickle(path, encoding: str = "latin1"):
     """Unpickle `path` admitting only ALLOWED callables; SPQError naming the file when it
     names anything else. Other failures (a truncated file) propagate as they are."""
-    with open(path, "rb") as f:
+    with open_file(path, "cifar batch", "the CIFAR-10 batch") as f:
         try:
             return _Restricted(f, encoding=encoding).load()
         except Refused as e:
@@ -81,29 +85,38 @@ def _read_batch(path: Path):
 
 
 def download_cifar10(data_dir: str) -> None:
-    """Fetch the official archive (ARCHIVE_URL) into `data_dir` and unpack it there,
-    verifying its md5 (ARCHIVE_MD5). On failure nothing of it stays behind: an archive that
-    does not match the checksum (partial or corrupt) is deleted, and so are the unpacked
-    folder and `data_dir` where this call created them (`data_dir` only if left empty)."""
-    from torchvision.datasets.utils import check_integrity, download_and_extract_archive
+    """Fetch the official archive (ARCHIVE_URL, at most the "archive" limit of the way in),
+    check its md5 (ARCHIVE_MD5) before anything is written, then write it into `data_dir`
+    and unpack the batches from it, each regular member by its expected name, through the
+    way out (no member's own path, link or mode is followed). On failure nothing of it stays
+    behind: the unpacked folder, and `data_dir` where this call created them (`data_dir`
+    only if left empty), are removed."""
     root = Path(data_dir)
-    archive = root / ARCHIVE_URL.rsplit("/", 1)[-1]
     made_root, made_folder = not root.exists(), not (root / FOLDER).exists()
     try:
-        download_and_extract_archive(ARCHIVE_URL, data_dir, md5=ARCHIVE_MD5)
+        archive = fetch(ARCHIVE_URL, "archive", "CIFAR-10")
+        if hashlib.md5(archive).hexdigest() != ARCHIVE_MD5:
+            raise SPQError(f"could not download CIFAR-10 from {ARCHIVE_URL} into {data_dir}: the archive did "
+                           f"not match md5 {ARCHIVE_MD5} and was not kept; try again, or fetch the archive "
+                           f"by hand and unpack it there")
+        ensure_folder(root / FOLDER)
+        atomic_write_bytes(root / ARCHIVE_URL.rsplit("/", 1)[-1], archive)
+        with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+            for name in TRAIN_FILES + [TEST_FILE]:
+                member = tar.getmember(f"{FOLDER}/{name}")
+                if not member.isreg() or member.size > LIMITS["cifar batch"]:
+                    raise SPQError(f"the archive at {ARCHIVE_URL} holds {FOLDER}/{name} as no regular "
+                                   f"file of a batch's size")
+                atomic_write_bytes(root / FOLDER / name, tar.extractfile(member).read())
     except BaseException as e:
-        removed = archive.is_file() and not check_integrity(str(archive), ARCHIVE_MD5)
-        if removed:
-            archive.unlink()
         if made_folder and (root / FOLDER).exists():
             shutil.rmtree(root / FOLDER, ignore_errors=True)
         if made_root and root.is_dir() and not any(root.iterdir()):
             root.rmdir()
-        if not isinstance(e, Exception):
+        if isinstance(e, SPQError) or not isinstance(e, Exception):
             raise
-        note = f"; the archive did not match md5 {ARCHIVE_MD5} and was deleted" if removed else ""
-        raise SPQError(f"could not download CIFAR-10 from {ARCHIVE_URL} into {data_dir} "
-                       f"({type(e).__name__}: {e}){note}; try again, or fetch the archive by hand "
+        raise SPQError(f"could not unpack CIFAR-10 from {ARCHIVE_URL} into {data_dir} "
+                       f"({type(e).__name__}: {e}); try again, or fetch the archive by hand "
                        f"and unpack it there") from None
 
 

@@ -18,7 +18,6 @@ fits.
 import multiprocessing
 import os
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
@@ -26,6 +25,9 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 from tqdm import tqdm
+
+from ..files.read import image_file
+from ..files.write import scratch_file
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 CHUNK = 64  # files per task sent to a worker
@@ -63,7 +65,7 @@ def decode(path, size: int, resize: str = "crop") -> Optional[np.ndarray]:
     try:
         with warnings.catch_warnings():       # Pillow's bomb warning: the limit below decides
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
+            with Image.open(image_file(path) if isinstance(path, (str, os.PathLike)) else path) as im:
                 im.draft("RGB", (size, size))      # JPEG only: decode at a reduced scale >= size
                 if im.size[0] * im.size[1] > MAX_PIXELS:
                     return None
@@ -103,8 +105,7 @@ def storage(count: int, size: int, spill_dir=None) -> np.ndarray:
     shape = (count, 3, size, size)
     if spill_dir is None:
         return np.empty(shape, np.uint8)
-    Path(spill_dir).mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryFile(dir=spill_dir, prefix=".spq-images-") as f:
+    with scratch_file(spill_dir) as f:
         f.truncate(max(int(np.prod(shape)), 1))
         return np.memmap(f, np.uint8, "r+", shape=shape)  # the mapping outlives the file
 

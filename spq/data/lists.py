@@ -22,6 +22,8 @@ from typing import Dict, List, Optional
 import torch
 
 from ..errors import SPQError
+from ..files.lock import LOCK
+from ..files.read import read_lines, verified
 from .imageset import ImageSet, ImageSource, decode_dataset, relative_ids
 
 
@@ -53,18 +55,37 @@ def outside(path: Path, root: Path) -> bool:
     return rel == ".." or rel.startswith(".." + os.sep)
 
 
+# The manifests of the commands that write list files, each beside the lists it names.
+MANIFESTS = {"prepare.json": "python -m spq.prepare", "split.json": "python -m spq.split"}
+
+
+def check_written(list_file: Path) -> None:
+    """SPQError when `list_file` lies in a folder that python -m spq.prepare or spq.split
+    wrote and that does not match its manifest (a file changed since), or in a folder a
+    writer still holds or was killed in (its lock file is there); a list of one's own,
+    alone in its folder, is not checked."""
+    folder = list_file.parent
+    for name, command in MANIFESTS.items():
+        if not (folder / name).exists():
+            continue
+        record = verified(folder, name, f"the manifest of {command}",
+                          remedy=f"; run {command} into {folder} again (with --force)")
+        if name == "split.json" or list_file.name in record["files"]:
+            return
+    if (folder / LOCK).exists():
+        raise SPQError(f"{folder} is being written, or the run writing it was killed ({LOCK} is there): "
+                       f"{list_file.name} may be incomplete; wait for that run, or run it again")
+
+
 def read_list(list_file, data_dir, num_classes: int, allow_outside: bool = False) -> ImageList:
     """Parse a list file (see the module docstring); SPQError naming file and line.
-    A path outside `data_dir` is refused unless `allow_outside`."""
+    A path outside `data_dir` is refused unless `allow_outside`; a list that python -m
+    spq.prepare or spq.split wrote must be in the folder it was written to, as written
+    (`check_written`)."""
     source = Path(list_file)
-    try:
-        text = source.read_text(encoding="utf-8-sig")   # a leading byte-order mark is dropped
-    except OSError as e:
-        raise SPQError(f"cannot read the list file {source} ({e.strerror or e})") from None
-    except UnicodeDecodeError:
-        raise SPQError(f"{source} is not a text list file") from None
+    check_written(source)
     paths, rows, lines = [], [], []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(read_lines(source, "list", "the list file"), start=1):
         line = line.strip()
         if not line:
             continue

@@ -10,7 +10,8 @@ from typing import Dict, List
 
 import numpy as np
 
-from ..errors import SPQError
+from ..errors import SPQError, shown
+from ..files.read import read_lines as gate_lines
 
 FLICKR_CONCEPTS = ("animals", "baby", "bird", "car", "clouds", "dog", "female", "flower", "food",
                    "indoor", "lake", "male", "night", "people", "plant_life", "portrait", "river",
@@ -41,16 +42,11 @@ class Prepared:
     notes: List[str] = field(default_factory=list)
 
 
-def read_lines(path: Path, what: str, remedy: str = "", errors: str = "strict") -> List[str]:
-    """The stripped lines of a text file, trailing empty lines dropped; SPQError naming the
-    file when it is missing or not UTF-8 text."""
-    try:
-        text = path.read_text(encoding="utf-8-sig", errors=errors)
-    except FileNotFoundError:
-        raise SPQError(f"{what} {path} does not exist{remedy}") from None
-    except UnicodeDecodeError:
-        raise SPQError(f"{path} is not UTF-8 text ({what})") from None
-    lines = [line.strip() for line in text.splitlines()]
+def read_lines(path: Path, kind: str, what: str, remedy: str = "", errors: str = "strict") -> List[str]:
+    """The stripped lines of an official text file of `kind` (through the way in,
+    `spq.files.read`), trailing empty lines dropped; SPQError naming the file when it is
+    missing, not a regular file, too large or not UTF-8 text."""
+    lines = [line.strip() for line in gate_lines(path, kind, what, remedy, errors)]
     while lines and not lines[-1]:
         lines.pop()
     return lines
@@ -80,17 +76,23 @@ def find_annotations(raw: Path) -> Path:
                    f"mirflickr25k_annotations_v080.zip into {raw}")
 
 
-def read_members(path: Path) -> List[int]:
-    """The 1-based image numbers a concept file lists, one per line."""
+def read_members(path: Path, highest: int) -> List[int]:
+    """The 1-based image numbers a concept file lists, one per line; SPQError naming the line
+    of a number above `highest` (the images there can be: an image file's number, or the
+    official 25,000)."""
     numbers = []
-    lines = read_lines(path, "the concept file", ": unpack mirflickr25k_annotations_v080.zip "
+    lines = read_lines(path, "concepts", "the concept file", ": unpack mirflickr25k_annotations_v080.zip "
                        "again (it holds 24 concept files and 14 *_r1.txt files)")
     for number, line in enumerate(lines, start=1):
         if not line:
             continue
         if not re.fullmatch(r"[0-9]+", line) or int(line) < 1:
             raise SPQError(f"{path}, line {number}: expected an image number (1 for im1.jpg), "
-                           f"got {line!r}")
+                           f"got {shown(line)}")
+        if int(line) > highest:
+            raise SPQError(f"{path}, line {number}: image {shown(int(line))}, but the images are im1.jpg to "
+                           f"im{highest}.jpg (the official {FLICKR_IMAGES}, or the highest image file there); "
+                           f"unpack mirflickr25k_annotations_v080.zip again")
         numbers.append(int(line))
     return numbers
 
@@ -109,7 +111,7 @@ def image_numbers(folder: Path) -> set:
 def common_tags(path: Path) -> set:
     """The tags of doc/common_tags.txt: one `TAG COUNT` per line."""
     tags = set()
-    for number, line in enumerate(read_lines(path, "the common-tag list",
+    for number, line in enumerate(read_lines(path, "tags", "the common-tag list",
                                              " (mirflickr25k.zip has it): needed by --images "
                                              "tagged"), start=1):
         fields = line.split()
@@ -129,7 +131,7 @@ def tag_state(folder: Path, keep: np.ndarray) -> np.ndarray:
         if not path.is_file():
             state[k] = -1
         else:
-            tags = read_lines(path, "the tags file", errors="replace")
+            tags = read_lines(path, "tags", "the tags file", errors="replace")
             state[k] = any(tag in vocabulary for tag in tags)
     return state
 
@@ -143,8 +145,8 @@ def prepare_flickr(raw: Path, images: str, count: int, skip_missing: bool) -> Pr
         raise SPQError(f"{folder} does not exist: unpack mirflickr25k.zip into {raw}{hint}")
     annotations = find_annotations(raw)
     concepts = sorted(FLICKR_CONCEPTS + (FLICKR_STRICT if count == 38 else ()))
-    members = [read_members(annotations / f"{c}.txt") for c in concepts]
     present = image_numbers(folder)
+    members = [read_members(annotations / f"{c}.txt", max(FLICKR_IMAGES, *present, 0)) for c in concepts]
     n = max([max(m, default=0) for m in members] + [max(present, default=0)])
     labels = np.zeros((n, len(concepts)), np.uint8)          # (images, concepts)
     for j, m in enumerate(members):
@@ -179,9 +181,10 @@ def prepare_flickr(raw: Path, images: str, count: int, skip_missing: bool) -> Pr
 # ---------------------------------------------------------------- NUS-WIDE
 
 def read_image_list(path: Path) -> List[str]:
-    """Imagelist.txt's images as paths under RAW: from the `Flickr` folder on, '/'-separated."""
-    paths = []
-    for number, line in enumerate(read_lines(path, "the image list",
+    """Imagelist.txt's images as paths under RAW: from the `Flickr` folder on, '/'-separated;
+    SPQError naming a line that is not such a path, or that repeats one."""
+    paths, first = [], {}
+    for number, line in enumerate(read_lines(path, "image list", "the image list",
                                              " (NUS-WIDE's ImageList folder)"), start=1):
         parts = line.replace("/", "\\").split("\\")
         at = parts.index("Flickr") if "Flickr" in parts else -1
@@ -189,8 +192,13 @@ def read_image_list(path: Path) -> List[str]:
         if (at < 0 or len(rest) < 3 or any(p in ("", ".", "..") for p in rest)
                 or re.search(r"\s", line)):
             raise SPQError(f"{path}, line {number}: expected one path per line, like C:\\ImageData"
-                           f"\\Flickr\\actor\\0001_2124494179.jpg, got {line!r}")
-        paths.append("/".join(rest))
+                           f"\\Flickr\\actor\\0001_2124494179.jpg, got {shown(line)}")
+        name = "/".join(rest)
+        if name in first:
+            raise SPQError(f"{path}, line {number}: repeats the image of line {first[name]} ({shown(name)}); "
+                           f"each image is listed once in the official file: unpack it again")
+        first[name] = number
+        paths.append(name)
     if not paths:
         raise SPQError(f"{path} lists no images")
     return paths
@@ -199,7 +207,7 @@ def read_image_list(path: Path) -> List[str]:
 def read_concepts(path: Path) -> List[str]:
     """The concept names of Concepts81.txt, one per line."""
     names = []
-    for number, name in enumerate(read_lines(path, "the concept list",
+    for number, name in enumerate(read_lines(path, "concepts", "the concept list",
                                              " (NUS-WIDE's ConceptsList folder)"), start=1):
         if not re.fullmatch(r"[\w\-]+", name) or name in names:
             reason = "a second time" if name in names else "not a concept name"
@@ -212,7 +220,7 @@ def read_concepts(path: Path) -> List[str]:
 
 def read_label_file(path: Path, images: int, image_list: Path) -> np.ndarray:
     """(images,) uint8 from a Labels_<concept>.txt: one 0 or 1 per line."""
-    lines = read_lines(path, "the label file", " (NUS-WIDE's Groundtruth/AllLabels folder)")
+    lines = read_lines(path, "labels", "the label file", " (NUS-WIDE's Groundtruth/AllLabels folder)")
     if len(lines) > images:
         raise SPQError(f"{path}, line {images + 1}: an extra line; {image_list} lists {images} "
                        f"images, one per line of each label file")

@@ -32,16 +32,18 @@ of the chosen lines. Train with --split_file OUT/split.json (docs/datasets.md).
 import hashlib
 import json
 import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..errors import SPQError
+from ..errors import SPQError, shown
+from ..files.read import read_bytes, read_json, read_lines, verified
 
 FORMAT = "spq-split"
-VERSION = 1
+VERSION = 2             # 2: the record names its list files with their sizes and SHA-256
 CIFAR_TRAIN, CIFAR_ITEMS = 50000, 60000
 # protocol: (queries, per class?, training images, per class?, dataset kind); 0 training
 # images: the whole database trains
@@ -160,7 +162,7 @@ def collection(data_dir, list_file: Optional[str], num_cls: Optional[int]
     from .lists import read_list
     if list_file:
         entries = read_list(list_file, data_dir, num_cls, allow_outside=False)
-        text = Path(list_file).read_bytes()
+        text = read_bytes(list_file, "list", "the list file")
         lines = [line for line in text.decode("utf-8-sig").splitlines() if line.strip()]
         seen: Dict[str, int] = {}
         for number, line in zip(entries.lines, lines):
@@ -181,10 +183,8 @@ def column_names(list_file: Path, num_cls: int) -> List[str]:
     """The names of a list file's label columns: the lines of the classes.txt beside it (as
     python -m spq.prepare writes it) when it names exactly `num_cls`, else their numbers."""
     names = list_file.parent / "classes.txt"
-    try:
-        found = [line.strip() for line in names.read_text(encoding="utf-8").splitlines() if line.strip()]
-    except (OSError, UnicodeDecodeError):
-        found = []
+    found = [line.strip() for line in read_lines(names, "classes") if line.strip()] \
+        if os.path.lexists(names) else []
     return found if len(found) == num_cls else [str(c) for c in range(num_cls)]
 
 
@@ -213,9 +213,11 @@ def make_split(r: Request) -> Dict:
     if spec is not None and spec[4] == "list" and not r.list_file:
         raise SPQError(f"{r.protocol} draws from a list file: give --list FILE (and --num_cls)")
     labels, classes, lines, source, digest = collection(r.data_dir, r.list_file, r.num_cls)
+    if kind == "cifar10" and len(labels) != CIFAR_ITEMS:
+        raise SPQError(f"a split of CIFAR-10 is drawn from all of it ({CIFAR_ITEMS} images), and "
+                       f"{r.data_dir} holds {len(labels)}: training would refuse the split; give "
+                       f"--data_dir the full CIFAR-10")
     if r.protocol == "cifar10-official":
-        if len(labels) != CIFAR_ITEMS:
-            raise SPQError(f"cifar10-official needs the full CIFAR-10 ({CIFAR_ITEMS} images), found {len(labels)}")
         drawn = official_cifar10()
     elif r.protocol == "custom":
         if (r.query is None) == (r.query_per_class is None):
@@ -241,35 +243,84 @@ def item_path(line: str, num_cls: int) -> str:
 
 
 def read_split(path) -> Dict:
-    """A split.json written by this module, checked: its sets and their hash; SPQError
-    naming the file when it is not one, or was edited."""
+    """A split.json written by this module, checked before any of it is used: its sets (item
+    numbers within CIFAR-10's 60,000, or paths; none twice), their hash and the hash of the
+    whole record, the protocol against the kind of data it was drawn from, the seed, the
+    sizes and counts, and for a list the three list files beside it (their sizes and
+    SHA-256: their labels as well as their paths). SPQError naming the file otherwise."""
     path = Path(path)
-    try:
-        split = json.loads(path.read_text())
-    except (OSError, ValueError, UnicodeDecodeError) as e:
-        raise SPQError(f"cannot read the split {path} ({type(e).__name__}); write one with "
-                       f"python -m spq.split") from None
-    if not isinstance(split, dict) or split.get("format") != FORMAT or split.get("version") != VERSION:
-        raise SPQError(f"{path} is not a split of python -m spq.split (version {VERSION})")
+    split = read_json(path, "split", "the split", remedy="; write one with python -m spq.split")
+    if not isinstance(split, dict) or split.get("format") != FORMAT:
+        raise SPQError(f"{path} is not a split of python -m spq.split")
+    if split.get("version") != VERSION:
+        raise SPQError(f"{path} was written by another version of python -m spq.split (this one reads "
+                       f"version {VERSION}, which also checks its list files); draw it again")
     kind = split.get("dataset")
-    for s in SETS:
-        items = split.get(s)
-        ok = isinstance(items, list) and all(
-            (isinstance(i, int) and not isinstance(i, bool) and 0 <= i < CIFAR_ITEMS) if kind == "cifar10"
-            else isinstance(i, str) for i in items)
-        if not ok:
-            raise SPQError(f"{path}: its {s} set is not a list of {'item numbers' if kind == 'cifar10' else 'paths'}")
-    if "content_sha256" not in split:
-        raise SPQError(f"{path} was written by an earlier version of python -m spq.split; draw it again")
+    problem = _sets_problem(split, kind) or _record_problem(split, kind)
+    if problem:
+        raise SPQError(f"{path}: {problem}; draw the split again with python -m spq.split")
     if split.get("content_sha256") != content_hash(split) or \
             split.get("hash") != split_hash({s: split[s] for s in SETS}, split.get("source_sha256")):
         raise SPQError(f"{path} was changed after python -m spq.split wrote it (its hashes do not match "
                        f"its contents); draw it again")
-    counts = split.get("per_class")
-    if not (split.get("protocol") in PROTOCOLS and kind in ("cifar10", "list")
-            and isinstance(counts, dict) and set(counts) == set(SETS)
-            and all(isinstance(c, dict) and c for c in counts.values())):
-        raise SPQError(f"{path} lacks its protocol, dataset or counts per class; draw it again")
-    if set(split["query"]) & set(split["database"]) or not set(split["train"]) <= set(split["database"]):
-        raise SPQError(f"{path}: its queries meet its database, or its training images lie outside it")
+    if kind == "list":
+        verified(path.parent, path.name, "the split", remedy="; draw the split again")
+    elif split["files"]:
+        raise SPQError(f"{path}: a CIFAR-10 split lists no files; draw it again")
     return split
+
+
+def _sets_problem(split: Dict, kind) -> Optional[str]:
+    """What is wrong with the three sets of a split record, or None."""
+    if kind not in ("cifar10", "list"):
+        return f"its dataset {shown(kind)} is not cifar10 or list"
+    for s in SETS:
+        items = split.get(s)
+        ok = isinstance(items, list) and all(
+            (isinstance(i, int) and not isinstance(i, bool) and 0 <= i < CIFAR_ITEMS) if kind == "cifar10"
+            else (isinstance(i, str) and i and "\n" not in i) for i in items)
+        if not ok:
+            return f"its {s} set is not a list of {'item numbers' if kind == 'cifar10' else 'paths'}"
+        if len(set(items)) != len(items):
+            twice = next(i for i in items if items.count(i) > 1) if len(items) < 10 ** 4 else \
+                next(i for i, n in Counter(items).items() if n > 1)
+            return f"its {s} set names {shown(twice)} more than once"
+    if set(split["query"]) & set(split["database"]) or not set(split["train"]) <= set(split["database"]):
+        return "its queries meet its database, or its training images lie outside it"
+    if not split["query"]:
+        return "it has no queries"
+    return None
+
+
+def _record_problem(split: Dict, kind: str) -> Optional[str]:
+    """What is wrong with the rest of a split record (protocol, seed, sizes, counts, files)."""
+    protocol = split.get("protocol")
+    if protocol not in PROTOCOLS:
+        return f"its protocol {shown(protocol)} is none of {', '.join(PROTOCOLS)}"
+    if protocol_kind(protocol) not in (None, kind):
+        return f"its protocol {protocol} draws from {protocol_kind(protocol)}, but its dataset is {kind}"
+    seed = split.get("seed")
+    if protocol == "cifar10-official" and seed is not None:
+        return "it is the official split, which has no seed"
+    if protocol != "cifar10-official" and not (isinstance(seed, int) and not isinstance(seed, bool)
+                                               and 0 <= seed < 2 ** 63):
+        return f"its seed {shown(seed)} is not a non-negative integer"
+    if split.get("sizes") != {s: len(split[s]) for s in SETS}:
+        return "its recorded sizes are not those of its sets"
+    counts = split.get("per_class")
+    if not (isinstance(counts, dict) and set(counts) == set(SETS)
+            and all(isinstance(c, dict) and c and all(isinstance(k, str) for k in c)
+                    and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in c.values())
+                    for c in counts.values())
+            and len({tuple(c) for c in counts.values()}) == 1):
+        return "it lacks its counts per class"
+    if not isinstance(split.get("files"), dict):
+        return "it lists no files"
+    return None
+
+
+def protocol_kind(protocol: str) -> Optional[str]:
+    """The kind of data a protocol draws from ("cifar10", "list"), or None for custom."""
+    if protocol == "custom":
+        return None
+    return "cifar10" if protocol == "cifar10-official" else PROTOCOLS[protocol][4]

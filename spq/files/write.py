@@ -8,6 +8,7 @@ torn one; the temporary files a killed writer leaves are removed later
 (`write_error`) saying where, how much space is free and how much is needed.
 """
 import errno
+import hashlib
 import io
 import json
 import os
@@ -130,6 +131,61 @@ def append_jsonl(path, rows: List[Dict], remedy: str = "") -> None:
             except OSError:
                 pass                    # a torn last line is dropped by read_jsonl
             raise write_error(path, e, len(line), remedy) from None
+
+
+def ensure_folder(folder, what: str = "the output folder") -> Path:
+    """`folder` made (with its parents) when missing; SPQError when it is a symbolic link
+    (nothing is written through one) or not a folder."""
+    folder = Path(folder)
+    if folder.is_symlink():
+        raise SPQError(f"{what} {folder} is a symbolic link, which this program never writes through; "
+                       f"pass the folder it points to, or another one")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise SPQError(f"{what} {folder} is a file, not a folder") from None
+    except OSError as e:
+        raise SPQError(f"{what} {folder} cannot be made ({e.strerror or e}); choose a folder you can "
+                       f"write to") from None
+    return folder
+
+
+def check_writable(folder: Path) -> None:
+    """OSError unless a file can be created in `folder` (probed with a file of its own,
+    created exclusively, following no link, then removed)."""
+    probe = Path(folder) / f".write-test-{os.getpid()}"
+    probe.unlink(missing_ok=True)
+    os.close(open_regular(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+    probe.unlink()
+
+
+def scratch_file(folder) -> BinaryIO:
+    """A temporary file in `folder`, created exclusively and unlinked at once (no name to
+    plant a link at, nothing left behind by a crash): for data too large for memory."""
+    import tempfile
+    ensure_folder(folder)
+    return tempfile.TemporaryFile(dir=folder, prefix=".spq-scratch-")
+
+
+def file_record(path) -> Dict:
+    """{"bytes", "sha256"} of a file just written: what a manifest says of it."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(2 ** 20), b""):
+            digest.update(block)
+            size += len(block)
+    return {"bytes": size, "sha256": digest.hexdigest()}
+
+
+def write_manifest(folder, name: str, record: Dict, files: Iterable[str], remedy: str = "") -> Dict:
+    """Write `record` as the JSON manifest `name` of a folder of files, last, with "files":
+    each of `files` (written before it, in `folder`) with its size and SHA-256. Readers
+    trust the folder only when the manifest matches (`spq.files.read.verified`)."""
+    folder = Path(folder)
+    record = {**record, "files": {f: file_record(folder / f) for f in files}}
+    atomic_save_json(record, folder / name, remedy)
+    return record
 
 
 def remove_stale_temp_files(folder, names: Iterable[str]) -> List[Path]:

@@ -233,11 +233,15 @@ def what_ran(values: Dict[str, object]) -> Dict[str, object]:
 
 def what_ran_text(ran: Dict[str, object]) -> str:
     """`what_ran` in words: e.g. "cifar_resnet18 at 32 px (crop), fp32", "resnet50 from
-    ImageNet weights at 224 px (stretch), bf16", "vgg16 from weights r.pth at 64 px ..."."""
+    ImageNet weights at 224 px (stretch), bf16", "vgg16 from weights r.pth at 64 px ...";
+    then ", head first" for a head other than the latest, ", frozen BN" for the released
+    script's run (--freeze_bn_after_eval)."""
     pretrained = ran["pretrained"]
     source = "" if not pretrained else " from ImageNet weights" if pretrained == "imagenet" else \
         f" from weights {os.path.basename(str(pretrained))}"
-    return f"{ran['backbone']}{source} at {ran['input_size']} px ({ran['resize']}), {ran['precision']}"
+    head = "" if ran["head"] == "latest" else f", head {ran['head']}"
+    frozen = ", frozen BN" if ran["freeze_bn_after_eval"] else ""
+    return f"{ran['backbone']}{source} at {ran['input_size']} px ({ran['resize']}), {ran['precision']}{head}{frozen}"
 
 
 def data_options(args: argparse.Namespace, stored: Dict[str, object]) -> DataOptions:

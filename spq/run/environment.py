@@ -7,6 +7,9 @@ from typing import Dict
 
 import torch
 
+from ..errors import SPQError
+from ..files.read import read_lines
+
 
 def environment(device: torch.device) -> Dict[str, str]:
     """What a run's figures were measured on: the device (the GPU's name, or the CPU's with
@@ -22,10 +25,10 @@ def environment(device: torch.device) -> Dict[str, str]:
 def cpu_name() -> str:
     """The processor's model name (Linux /proc/cpuinfo; elsewhere what platform says)."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
+        for line in read_lines("/proc/cpuinfo", "system", errors="replace"):
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
-    except OSError:
+    except SPQError:
         pass
     return platform.processor() or platform.machine() or "unknown CPU"
 

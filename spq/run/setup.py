@@ -1,6 +1,5 @@
 """What a run works on, made ready from its options: its images and labels on the device,
 the model, and the output folder (`prepare` -> `Setup`)."""
-import os
 import random
 import sys
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from ..data.imageset import ImageSet
 from ..errors import SPQError
 from ..method.network import SPQ
 from ..options.values import MethodOptions, network_of
+from ..files.write import check_writable, ensure_folder
 from ..store.record import clean
 from .device import memory_format
 from .distributed import World
@@ -118,11 +118,9 @@ def refuse_leak(queries: Optional[list], trained_on: Dict, resume: Optional[str]
 def prepare_output(out: Path, resuming: bool) -> None:
     """Make `out` exist and check it can be written; remove what a killed writer left; a new
     run refuses a folder that already holds one (SPQError)."""
+    ensure_folder(out, "--output_dir")
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{os.getpid()}"
-        probe.touch()
-        probe.unlink()
+        check_writable(out)
     except OSError as e:
         raise SPQError(f"--output_dir {out} cannot be written ({e.strerror}); "
                        f"choose a folder you can write to") from None

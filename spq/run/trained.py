@@ -9,7 +9,7 @@ from ..errors import SPQError
 from ..method.network import SPQ
 from ..options.values import network_of, stored_options
 from ..store.checkpoint import load_checkpoint, load_state
-from .device import encoding_precision, memory_format
+from .device import EVAL_BATCH, check_input_size, check_memory, encoding_precision, memory_format
 
 
 def load_model(checkpoint, device: torch.device, precision: Optional[str] = None,
@@ -18,12 +18,16 @@ def load_model(checkpoint, device: torch.device, precision: Optional[str] = None
     encodes in): `precision` as asked (auto: the device's, `spq.run.device.auto_precision`),
     or None for the checkpoint's (`trained_precision`); bf16 refused where the CPU would
     emulate it (`encoding_precision`, with `remedy`). The network is in that precision's
-    memory layout."""
+    memory layout. Before anything is built: the memory an encoding needs at the
+    checkpoint's input size, and that the network takes images of that size."""
     ckpt = load_checkpoint(checkpoint)
     check_finite(ckpt["model"], checkpoint)
     precision = encoding_precision(precision, trained_precision(ckpt), device, remedy)
+    stored = stored_options(ckpt["args"])
+    check_memory(stored.method, stored.data.input_size, EVAL_BATCH, device, training=False)
+    check_input_size(stored.method, stored.data.input_size)
     layout = memory_format(device, precision)
-    model = network_of(stored_options(ckpt["args"]).method).to(device, memory_format=layout)
+    model = network_of(stored.method).to(device, memory_format=layout)
     load_state(model, ckpt["model"], "model", checkpoint)
     return model.eval(), ckpt, precision
 

@@ -66,7 +66,7 @@ def set_rng_state(state: Dict, shuffle: torch.Generator) -> None:
 def load_checkpoint(path) -> Dict:
     """Read and validate a checkpoint on the CPU (`spq.store.schema`); SPQError if unreadable,
     foreign or malformed."""
-    ckpt = read_tagged(path, FORMAT, VERSION, "checkpoint")
+    ckpt = read_tagged(path, FORMAT, VERSION, "checkpoint", "checkpoint")
     validate_checkpoint(ckpt, path)
     return ckpt
 

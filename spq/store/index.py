@@ -21,7 +21,6 @@ FAISS is an optional dependency: pip install faiss-cpu.
 import os
 import posixpath
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -129,6 +128,10 @@ def _config_problem(d: Dict) -> Optional[str]:
               ("resize", config.get("resize", RESIZE[0]) in RESIZE, f"not one of {', '.join(RESIZE)}"),
               ("precision", config.get("precision", PRECISIONS[0]) in PRECISIONS,
                f"not one of {', '.join(PRECISIONS)}"),
+              ("faiss", "faiss" not in config or (
+                  isinstance(config["faiss"], dict) and set(config["faiss"]) == {"file", "bytes", "sha256"}
+                  and _is_a(config["faiss"]["file"], str) and _is_a(config["faiss"]["bytes"], int)
+                  and _is_a(config["faiss"]["sha256"], str)), "not a record of its FAISS file"),
               ("allow_outside_data_dir", _is_a(config.get("allow_outside_data_dir", False), bool),
                "not true or false")]
     return next((f"config.{k} {shown(config.get(k), 200)}, {why}" for k, ok, why in checks if not ok), None)
@@ -188,7 +191,7 @@ def _labels_problem(d: Dict) -> Optional[str]:
 def load_index(path) -> Index:
     """Read and check an index file; SPQError when it is missing, corrupt or foreign. An
     index written before the query set was named so says "test" for it: read as "query"."""
-    d = read_tagged(path, FORMAT, VERSION, "index", remedy=" (write one with python -m spq.index build)")
+    d = read_tagged(path, FORMAT, VERSION, "index", "index", remedy=" (write one with python -m spq.index build)")
     if isinstance(d.get("config"), dict) and d["config"].get("split") == "test":
         d["config"] = {**d["config"], "split": "query"}
     problem = _validate(d)
@@ -246,15 +249,8 @@ def to_faiss(codebooks: torch.Tensor, codes: torch.Tensor):
     return index
 
 
-def write_faiss(index, path) -> None:
-    """faiss.write_index to `path` through a temporary file renamed over it (atomic)."""
+def faiss_bytes(index) -> bytes:
+    """A faiss index as the bytes of faiss.write_index's file (faiss.serialize_index), so that
+    the way out writes them (`spq.files.write.atomic_write_bytes`); faiss is never handed a path."""
     faiss = require_faiss()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        faiss.write_index(index, str(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    return faiss.serialize_index(index).tobytes()

@@ -6,10 +6,12 @@ the log rows up to its epoch and the epoch whose model best.pth holds, so that o
 resume `restore_record` makes log.jsonl and best.pth agree with it whatever moment a
 crash or a full disk interrupted (docs/crash-safety.md gives the order of writes).
 """
+import os
 from pathlib import Path
 from typing import Callable, Dict, List
 
 from ..errors import SPQError
+from ..files.read import read_bytes
 from ..files.torchfile import atomic_save, read_tagged, with_checksum
 from ..files.write import atomic_write_bytes, jsonl_bytes, remove_stale_temp_files
 from ..options.values import what_ran
@@ -43,7 +45,7 @@ def restore_record(out: Path, ckpt: Dict, rows: List[Dict], say: Callable = prin
     one and best.pth does not hold it (a crash came between the writes of last.pth and
     best.pth)."""
     log = out / LOG
-    current = log.read_bytes() if log.is_file() else b""
+    current = read_bytes(log, "log") if os.path.lexists(log) else b""
     wanted = jsonl_bytes(log_lines(ckpt["args"], rows))
     if current != wanted:
         atomic_write_bytes(log, wanted, remedy)
@@ -52,7 +54,7 @@ def restore_record(out: Path, ckpt: Dict, rows: List[Dict], say: Callable = prin
         return
     best = out / "best.pth"
     try:
-        held = read_tagged(best, FORMAT, VERSION, "checkpoint").get("epoch")
+        held = read_tagged(best, FORMAT, VERSION, "checkpoint", "checkpoint").get("epoch")
     except SPQError:
         held = None
     if held != ckpt["epoch"]:

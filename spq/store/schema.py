@@ -72,10 +72,20 @@ def _single_problem(action: argparse.Action, value) -> Optional[str]:
     return None if ok else f"{shown(value)} is not a value this option takes"
 
 
+# The options every checkpoint of this program stores: the authors' options, which it has had
+# from its first version (options added later may be missing from older checkpoints).
+ORIGINAL_OPTIONS = ("gpu_id", "if_download", "data_dir", "batch_size", "num_workers", "input_size", "N_books",
+                    "N_words", "L_word", "soft_quantization_scale", "contrastive_temperature", "num_cls",
+                    "eval_epoch", "output_dir", "Top_N")
+
+
 def check_options(saved: Any) -> Optional[str]:
     """What is wrong with a checkpoint's stored options (a dict), or None."""
     if not isinstance(saved, dict) or not all(isinstance(k, str) for k in saved):
         return "its options are not a dictionary of names"
+    missing = [name for name in ORIGINAL_OPTIONS if name not in saved]
+    if missing:
+        return f"no stored option --{missing[0]} ({len(missing)} of the options every checkpoint holds are missing)"
     parser = get_args_parser()
     known = {a.dest: a for a in parser._actions if a.dest != "help"}
     for name, value in saved.items():

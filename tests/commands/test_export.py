@@ -71,11 +71,15 @@ def test_a_dataset_export_read_back_with_numpy(exports):
     assert paths == [f"cifar10 train #{i}" for i in range(200)]
     assert info["checkpoint"] == {"path": str(best.resolve()), "epoch": torch.load(best, weights_only=True)["epoch"],
                                   "sha256": hashlib.sha256(best.read_bytes()).hexdigest()}
-    assert info["files"] == {"codes.npy": {"shape": [200, 8], "dtype": "uint8"},
-                             "codebooks.npy": {"shape": [8, 16, 16], "dtype": "float32"},
-                             "labels.npy": {"shape": [200], "dtype": "int64"},
-                             "descriptors.npy": {"shape": [200, 128], "dtype": "float32"},
-                             "paths.txt": {"lines": 200}}
+    described = {"codes.npy": {"shape": [200, 8], "dtype": "uint8"},
+                 "codebooks.npy": {"shape": [8, 16, 16], "dtype": "float32"},
+                 "labels.npy": {"shape": [200], "dtype": "int64"},
+                 "descriptors.npy": {"shape": [200, 128], "dtype": "float32"},
+                 "paths.txt": {"lines": 200}}
+    folder = exports["root"] / "gallery"
+    assert info["files"] == {name: {**fields, "bytes": (folder / name).stat().st_size,   # each file's size and hash
+                                    "sha256": hashlib.sha256((folder / name).read_bytes()).hexdigest()}
+                             for name, fields in described.items()}
     assert (info["count"], info["bits"], info["books"], info["words"], info["word_length"]) == (200, 32, 8, 16, 16)
     assert (info["input_size"], info["resize"], info["split"], info["dataset"]) == (16, "crop", "train", "cifar10")
     assert info["distance"] == "euclidean" and "Euclidean" in info["distances"]["euclidean"]

@@ -239,7 +239,6 @@ def test_row4_a_checkpoint_with_non_finite_weights_is_refused(built, tmp_path):
     name = next(k for k, v in ckpt["model"].items() if v.is_floating_point() and k.endswith("weight"))
     ckpt["model"][name].view(-1)[0] = float("nan")
     if "checksum" in ckpt:              # sealed again: the file is intact, its weights are not finite
-
         ckpt = with_checksum(ckpt)
     torch.save(ckpt, tmp_path / "nan.pth")
     out = tmp_path / "index.pt"

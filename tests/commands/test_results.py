@@ -99,7 +99,7 @@ def test_the_table_of_known_runs(runs):
     assert result.returncode == 0, result.stderr
     # only the old checkpoint, written before checksums, is noted
     assert result.stderr == f"note: {runs['old'] / 'last.pth'} has no checksum (written before they were " \
-                            f"recorded); its tensors are not verified\n"
+                            f"recorded); its contents are not verified\n"
     assert result.stdout.splitlines() == HEADER + [
         empty_cell("CIFAR-10", "cifar10-official", 16),
         f"| CIFAR-10 | cifar10-official | 32 | {MODEL} | 2 / 2 | 0.6100 (mAP@1000, epoch 2) | 0.6100 (mAP@1000, epoch 2) "

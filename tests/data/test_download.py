@@ -74,7 +74,7 @@ def test_bad_checksum_leaves_no_archive_and_no_empty_folder(server, tmp_path, mo
     assert code == 1 and "Traceback" not in err
     last = err.splitlines()[-1]                       # after the downloader's progress bar
     assert last.startswith("error: could not download CIFAR-10 from http://127.0.0.1:")
-    assert f"did not match md5 {'0' * 32} and was deleted" in last
+    assert f"did not match md5 {'0' * 32} and was not kept" in last
     assert not (data_dir / ARCHIVE).exists() and not (data_dir / FOLDER).exists()
     assert data_dir.exists() == exists                # a folder the user made stays, empty
     assert not (tmp_path / "o").exists()

@@ -71,7 +71,7 @@ def test_missing_file_and_label_count_messages(tmp_path):
         read_list(train, root, CLASSES)
     with pytest.raises(SPQError, match="if every line has that many, set --num_cls to it"):
         read_list(train, root, 5)
-    with pytest.raises(SPQError, match="cannot read the list file"):
+    with pytest.raises(SPQError, match="the list file .*none.txt does not exist"):
         read_list(tmp_path / "none.txt", root, CLASSES)
     (tmp_path / "empty.txt").write_text("\n")
     with pytest.raises(SPQError, match="lists no images"):

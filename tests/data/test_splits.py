@@ -28,7 +28,7 @@ from spq.data.datasets import load_data
 from spq.errors import SPQError
 from spq.data.imageset import ImageSet
 from spq.options.values import parse
-from spq.data.splits import content_hash, draw, pick, read_split, split_hash
+from spq.data.splits import VERSION, content_hash, draw, pick, read_split, split_hash
 
 NUM_CLS = 4
 TINY = ["--device", "cpu", "--batch_size", 8, "--input_size", 16, "--epochs", 1, "--eval_epoch", 1,
@@ -168,8 +168,9 @@ def test_a_preset_short_of_images_names_the_concept_and_the_way_out():
 def cifar_split_dict(query, train, database, source="abc"):
     """A split.json's contents written by hand, with both of its hashes right."""
     ids = {"query": query, "train": train, "database": database}
-    split = {"format": "spq-split", "version": 1, "protocol": "custom", "seed": 0, "dataset": "cifar10",
-             "source_sha256": source, "per_class": {s: {"airplane": len(v)} for s, v in ids.items()},
+    split = {"format": "spq-split", "version": VERSION, "protocol": "custom", "seed": 0, "dataset": "cifar10",
+             "source_sha256": source, "sizes": {s: len(v) for s, v in ids.items()},
+             "per_class": {s: {"airplane": len(v)} for s, v in ids.items()}, "files": {},
              "hash": split_hash(ids, source), **ids}
     return {**split, "content_sha256": content_hash(split)}
 
@@ -182,7 +183,13 @@ def test_read_split_accepts_a_consistent_split(tmp_path):
 
 @pytest.mark.parametrize("change, message", [
     (lambda s: s.update(format="other"), "is not a split of python -m spq.split"),
-    (lambda s: s.update(version=2), "is not a split of python -m spq.split"),
+    (lambda s: s.update(version=1), "was written by another version of python -m spq.split"),
+    (lambda s: s.update(seed=-1), "its seed -1 is not a non-negative integer"),
+    (lambda s: s.update(protocol="cifar10-official"), "it is the official split, which has no seed"),
+    (lambda s: s.update(protocol="flickr25k"), "its protocol flickr25k draws from list, but its dataset is cifar10"),
+    (lambda s: s["sizes"].update(query=3), "its recorded sizes are not those of its sets"),
+    (lambda s: s.update(per_class={}), "it lacks its counts per class"),
+    (lambda s: s["query"].append(5), "its query set names 5 more than once"),
     (lambda s: s["query"].__setitem__(0, "5"), "its query set is not a list of item numbers"),
     (lambda s: s["train"].__setitem__(0, True), "its train set is not a list of item numbers"),
     (lambda s: s["database"].append(60000), "its database set is not a list of item numbers"),
@@ -201,6 +208,16 @@ def test_read_split_refusals(tmp_path, change, message):
         read_split(path)
 
 
+def test_read_split_refuses_files_beside_a_cifar_split_even_resealed(tmp_path):
+    split = cifar_split_dict([5, 7], [1, 2], [0, 1, 2, 3])
+    split["files"] = {"query.txt": {"bytes": 1, "sha256": "0" * 64}}
+    split["content_sha256"] = content_hash(split)
+    path = tmp_path / "split.json"
+    path.write_text(json.dumps(split))
+    with pytest.raises(SPQError, match="a CIFAR-10 split lists no files"):
+        read_split(path)
+
+
 @pytest.mark.parametrize("sets", [([1, 5], [2], [0, 1, 2]),      # query 1 in the database
                                   ([5], [4], [0, 1, 2])])         # training image 4 outside it
 def test_read_split_refuses_leaking_sets_even_with_their_hash(tmp_path, sets):
@@ -213,9 +230,9 @@ def test_read_split_refuses_leaking_sets_even_with_their_hash(tmp_path, sets):
 def test_read_split_of_a_file_that_is_not_json(tmp_path):
     path = tmp_path / "split.json"
     path.write_bytes(b"\xff\xfe not json")
-    with pytest.raises(SPQError, match="cannot read the split .* write one with python -m spq.split"):
+    with pytest.raises(SPQError, match="the split .* is not UTF-8 text; write one with python -m spq.split"):
         read_split(path)
-    with pytest.raises(SPQError, match="cannot read the split"):
+    with pytest.raises(SPQError, match="the split .*missing.json does not exist"):
         read_split(tmp_path / "missing.json")
 
 
@@ -454,10 +471,10 @@ def small_cifar(tmp_path_factory):
 def test_cifar_split_drawn_for_list_is_refused(small_cifar, pool, list_split, tmp_path):
     code, _, stderr = split_cli("custom", tmp_path / "c", "--data_dir", small_cifar, "--query_per_class", 1,
                                 "--seed", 0)
-    assert code == 0, stderr
-    split = read_split(tmp_path / "c" / "split.json")
-    assert split["dataset"] == "cifar10" and sorted(split["query"] + split["database"]) == list(range(70))
-    assert not (tmp_path / "c" / "query.txt").exists()
+    assert code == 1 and not (tmp_path / "c" / "split.json").exists()
+    assert "a split of CIFAR-10 is drawn from all of it (60000 images)" in one_line_error(stderr)
+    (tmp_path / "c").mkdir(exist_ok=True)
+    (tmp_path / "c" / "split.json").write_text(json.dumps(cifar_split_dict([5, 7], [1, 2], [0, 1, 2, 3])))
     result = spq_main("--dataset", "list", "--data_dir", pool[0], "--num_cls", NUM_CLS,
                       "--split_file", tmp_path / "c" / "split.json", "--output_dir", tmp_path / "r1", *TINY)
     assert_clean_failure(result, 1, "was drawn from cifar10, not --dataset list")
@@ -465,7 +482,7 @@ def test_cifar_split_drawn_for_list_is_refused(small_cifar, pool, list_split, tm
     result = spq_main("--data_dir", small_cifar, "--split_file", list_split / "split.json",
                       "--output_dir", tmp_path / "r2", *TINY)
     assert_clean_failure(result, 1, "was drawn from list, not --dataset cifar10")
-    # a CIFAR-shaped set smaller than CIFAR-10: spq.split draws from it, a run refuses it
+    # a CIFAR-shaped set smaller than CIFAR-10: a run refuses a split of the pooled 60,000
     result = spq_main("--data_dir", small_cifar, "--split_file", tmp_path / "c" / "split.json",
                       "--output_dir", tmp_path / "r3", *TINY)
     assert_clean_failure(result, 1, "holds 70 images: a split of the pooled CIFAR-10 needs all 60,000")

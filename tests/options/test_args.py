@@ -49,3 +49,12 @@ def test_bad_values_exit_2_with_message(argv, message, capsys):
 def test_every_option_has_help():
     for action in get_args_parser()._actions:
         assert action.help and len(action.help) > 15, action.dest
+
+
+def test_what_ran_names_the_released_scripts_run_and_an_earlier_head():
+    """The start line, retrieval.json's text and the results table tell the two named runs
+    apart: the method (default) and the released script's (--freeze_bn_after_eval)."""
+    from spq.options.values import what_ran, what_ran_text
+    assert what_ran_text(what_ran({})) == "cifar_resnet18 at 32 px (crop), fp32"
+    assert what_ran_text(what_ran({"freeze_bn_after_eval": True, "head": "first"})) == \
+        "cifar_resnet18 at 32 px (crop), fp32, head first, frozen BN"

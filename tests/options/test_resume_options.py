@@ -141,4 +141,4 @@ def test_help_has_no_empty_defaults_and_says_what_eval_only_writes():
     assert "(default: None)" not in text
     assert "default: the training list (default" not in text
     assert "OUTPUT_DIR/retrieval.json" in text
-    assert "--train_per_class N" in text and "paper: all" in text
+    assert "--train_per_class N" in text and "0: all, as the authors' code trains" in text

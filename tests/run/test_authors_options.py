@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import main_SPQ
-from conftest import SMALL, assert_same_weights, read_log
+from conftest import SMALL, assert_same_weights, read_log, reseal
 
 
 # 20 training images: one step of 16 an epoch
@@ -78,7 +78,7 @@ def test_checkpoints_from_before_the_options_resume_with_what_they_trained(data,
     out = copy_run(frozen_one, tmp_path / "legacy")
     ckpt = torch.load(out / "last.pth", weights_only=True)
     del ckpt["args"]["augment"], ckpt["args"]["freeze_bn_after_eval"]
-    torch.save(ckpt, out / "last.pth")
+    reseal(ckpt, out / "last.pth")
     capsys.readouterr()
     assert cli("--data_dir", data, *FIDELITY, "--output_dir", out, "--epochs", 2, "--resume", "auto") == 0
     assert "simclr views" in capsys.readouterr().out

@@ -1,5 +1,5 @@
 """--backbone (torchvision's ResNet-18, ResNet-50, VGG-16 beside the CIFAR ResNet-18),
---pretrained FILE, --head (the authors' two releases) and --resize stretch."""
+--pretrained FILE, --head (the three versions of the authors' head) and --resize stretch."""
 import math
 
 import numpy as np
@@ -56,7 +56,8 @@ def test_pretrained_file_loads_every_weight_but_the_classifier(tmp_path):
     with pytest.raises(SPQError, match="does not fit torchvision's resnet18"):
         load_pretrained(model, "resnet18", str(tmp_path / "r50.pth"))
     (tmp_path / "junk.pth").write_bytes(b"not a state dict")
-    with pytest.raises(SPQError, match="cannot be read"):
+    with pytest.raises(SPQError, match="^cannot read --pretrained .*junk.pth: it is truncated, corrupt or not a "
+                                       "PyTorch file"):
         load_pretrained(model, "resnet18", str(tmp_path / "junk.pth"))
 
 

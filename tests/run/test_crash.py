@@ -12,7 +12,7 @@ import torch
 
 import main_SPQ
 from cifar_fixture import write_cifar10
-from conftest import SMALL, assert_same_weights, read_log
+from conftest import SMALL, assert_same_weights, read_log, reseal
 from cli import spq, spq_process
 from spq.store.checkpoint import load_checkpoint
 from spq.files.torchfile import atomic_save
@@ -230,7 +230,7 @@ def last_ckpt(two_epochs):
 @pytest.mark.parametrize("case", list(MALFORMED))
 def test_malformed_checkpoints_are_refused_in_one_line(last_ckpt, tmp_path, case):
     change, message = MALFORMED[case]
-    torch.save(edit(last_ckpt, change), tmp_path / "bad.pth")
+    reseal(edit(last_ckpt, change), tmp_path / "bad.pth")      # sealed: the schema, not the checksum, refuses it
     with pytest.raises(SPQError, match=f"bad.pth is a damaged or foreign checkpoint: .*{message}"):
         load_checkpoint(tmp_path / "bad.pth")
 
@@ -240,7 +240,7 @@ def test_options_a_checkpoint_lacks_or_does_not_know_are_accepted(last_ckpt, tmp
         del c["args"]["precision"]     # by a version with an option this one lacks
         del c["args"]["adc_distance"]
         c["args"]["retired_option"] = "x"
-    torch.save(edit(last_ckpt, older), tmp_path / "older.pth")
+    reseal(edit(last_ckpt, older), tmp_path / "older.pth")
     assert load_checkpoint(tmp_path / "older.pth")["epoch"] == 2
 
 

@@ -96,7 +96,7 @@ def test_without_fp16_the_first_non_finite_loss_stops_the_run():
 @pytest.mark.slow
 def test_fp16_run_logs_skipped_steps_and_a_resume_restores_the_scaler(tmp_path, monkeypatch, capsys):
     data = write_cifar10(tmp_path / "cifar", per_batch=1, test=6)      # 5 images: 2 steps of 2 (fp16 is slow on a CPU)
-    real_loss, calls = T.cqc_loss, []
+    real_loss, calls = S.cqc_loss, []
 
     def overflowing_once(*a):
         calls.append(1)

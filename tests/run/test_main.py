@@ -283,15 +283,16 @@ def test_imagenet_weights_without_a_network_say_what_to_do(data, tmp_path, monke
     """--pretrained imagenet with an empty cache and no network: one line naming the weights'
     address, the cache folder to fill and --pretrained FILE; before any image is decoded."""
     import urllib.error
+    import urllib.request
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
 
     def offline(*_, **__):
         raise urllib.error.URLError("[Errno -2] Name or service not known")
-    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
     result = spq("--data_dir", data, "--output_dir", tmp_path / "run", "--epochs", 1, "--backbone", "resnet18",
                  "--pretrained", "imagenet", *SMALL)
-    assert_clean_failure(result, 1, "--pretrained imagenet: torchvision's ImageNet weights of resnet18 could not be "
-                                    "downloaded from https://download.pytorch.org/models/resnet18-",
+    assert_clean_failure(result, 1, "--pretrained imagenet: could not download torchvision's ImageNet weights of "
+                                    "resnet18 from https://download.pytorch.org/models/resnet18-",
                          "Name or service not known", str(tmp_path / "torch_home" / "hub" / "checkpoints"),
                          "--pretrained FILE")
     assert len(result.stderr.strip().splitlines()) == 1

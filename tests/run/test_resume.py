@@ -92,7 +92,7 @@ def test_output_dir_that_cannot_be_written(data, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     result = run_cli("--data_dir", data, "--output_dir", blocker / "out", *SMALL)
-    assert_clean_failure(result, 1, "cannot be written")
+    assert_clean_failure(result, 1, "cannot be made (Not a directory); choose a folder you can write to")
 
 
 def query_labels_out_of_range(data, tmp_path):
