@@ -5,10 +5,19 @@ them (and by the fixtures here that train, when they are used), so that the meth
 tests (tests/method/) import no command line.
 """
 import json
+import os
 from pathlib import Path
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest -n N: N workers share the cores, one thread each (children too), so that
+    # OpenMP threads never outnumber the cores and spin against each other
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
 
 import pytest
 import torch
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
 
 from cifar_fixture import write_cifar10
 
