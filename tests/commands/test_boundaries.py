@@ -392,9 +392,13 @@ def test_row13_pretrained_weights_are_checked_like_checkpoints(data, tmp_path, s
 def test_row14_a_line_separator_inside_a_path_keeps_the_line_numbers(tmp_path):
     """A U+2028 in a path was reported as line 62 of a 61-line file."""
     data_dir, train_list, _ = write_lists(tmp_path, train=6, query=2)
-    lines = Path(train_list).read_text().splitlines()
-    lines[4] = "img/odd\u2028name.png " + " ".join(["0"] * CLASSES)
-    Path(train_list).write_text("\n".join(lines) + "\n")
+    lines = Path(train_list).read_text().split("\n")
+    first = Path(data_dir) / lines[0].rsplit(None, CLASSES)[0]
+    odd = first.with_name("odd\u2028name" + first.suffix)            # an image whose name holds U+2028
+    shutil.copy(first, odd)
+    lines[2] = f"{odd.relative_to(data_dir)} " + " ".join(["0"] * CLASSES)
+    lines[4] = lines[4].rsplit(" ", 1)[0] + " 2"                       # line 5: a label that is not 0 or 1
+    Path(train_list).write_text("\n".join(lines))
     result = spq_cli("--dataset", "list", "--data_dir", data_dir, "--train_list", train_list, "--num_cls", CLASSES,
                      "--output_dir", tmp_path / "run", *SMALL[:-2])
     one_line(result, f"{train_list}, line 5:")
