@@ -1,6 +1,6 @@
 """Export a collection's codes as plain numpy files, for use without this program.
 
-    python -m spq.export --checkpoint CKPT [dataset options] [--split gallery|train|test]
+    python -m spq.export --checkpoint CKPT [dataset options] [--split gallery|train|query]
                          --out DIR [--descriptors] [--force]
     python -m spq.export --index INDEX --out DIR [--force]
 

@@ -91,3 +91,50 @@ def test_the_scan_sees_a_planted_file_access(tmp_path):
                        "    read_bytes(p, 'log')\n")
     found = {name for _, name in risky_calls(planted, "planted.py")}
     assert found == {"open", "torch.load", "np.save", "Path(p).write_text", "json.load"}
+
+
+# ---------------------------------------------------------------- the gate's own refusals
+
+def test_the_way_in_refuses_a_folder_a_file_over_its_kinds_size_and_an_overlong_line(tmp_path, monkeypatch):
+    import pytest
+
+    from spq.errors import SPQError
+    from spq.files import read
+    with pytest.raises(SPQError, match=r"^the split file .* is a folder, not a file$"):
+        read.read_bytes(tmp_path, "split")
+    big = tmp_path / "big.json"
+    big.write_bytes(b"x" * 101)
+    monkeypatch.setitem(read.LIMITS, "split", 100)
+    with pytest.raises(SPQError, match=r"is 101 bytes, more than a split file may be \(100 bytes\)"):
+        read.read_bytes(big, "split")
+    big.write_bytes(b"x" * 100)
+    assert len(read.read_bytes(big, "split")) == 100                        # the limit itself is allowed
+    monkeypatch.setattr(read, "MAX_LINE", 10)
+    (tmp_path / "l.txt").write_text("short\n" + "y" * 11 + "\n")
+    with pytest.raises(SPQError, match=r"l\.txt, line 2: longer than 10 characters"):
+        read.read_lines(tmp_path / "l.txt", "list")
+
+
+def test_an_archive_declaring_more_than_its_kind_may_hold_is_refused_unread(tmp_path, monkeypatch):
+    """A small file whose zip directory declares a huge member: refused before torch.load."""
+    import struct
+    import zipfile
+
+    import pytest
+    import torch
+
+    from spq.errors import SPQError
+    from spq.files import read
+    path = tmp_path / "c.pth"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as z:
+        z.writestr("c/data.pkl", b"0123456789")
+    data = bytearray(path.read_bytes())
+    at = data.index(b"PK\x01\x02") + 24                       # the central directory's uncompressed size
+    data[at:at + 4] = struct.pack("<I", 10 ** 9)
+    path.write_bytes(bytes(data))
+    assert path.stat().st_size < 1000
+    monkeypatch.setitem(read.LIMITS, "checkpoint", 10 ** 6)
+    monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("torch.load ran on a refused archive"))
+    with pytest.raises(SPQError, match=r"declares 953\.7 MiB of contents, more than a checkpoint file may hold "
+                                       r"\(1000000 bytes\)|declares .* more than a checkpoint file may hold"):
+        read.load_torch(path, "checkpoint")
