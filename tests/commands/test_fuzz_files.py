@@ -23,7 +23,7 @@ from prepare_fixture import flickr_raw, nus_raw
 from spq.data.splits import SETS, content_hash, read_split, split_hash
 from spq.errors import SPQError
 
-EXAMPLES = {"split records": 80, "prepare inputs": 60, "results folders": 10}
+EXAMPLES = {"split records": 80, "prepare inputs": 60, "results folders": 6}
 EXAMPLES_SLOW = 500
 QUICK = dict(deadline=None, derandomize=True, database=None,
              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
