@@ -21,7 +21,6 @@ Each file is written atomically; export.json last, so a folder without it is inc
 See docs/api.md for loading them and ranking with numpy.
 """
 import argparse
-import hashlib
 import sys
 from pathlib import Path
 from typing import Dict, Optional
@@ -30,7 +29,7 @@ import numpy as np
 import torch
 
 from .errors import SPQError, exit_status
-from .files.read import open_file
+from .files.read import file_digest
 from .files.lock import LOCK, OutputLock
 from .files.write import atomic_save_json, atomic_write, atomic_write_bytes, file_record, remove_stale_temp_files
 from .run import faults
@@ -58,11 +57,7 @@ RULES = {"euclidean": "ADC: per book m, the Euclidean distance between the query
 
 def sha256(path, kind: str) -> str:
     """The SHA-256 of a checkpoint's or an index's file, read through the way in."""
-    digest = hashlib.sha256()
-    with open_file(path, kind) as f:
-        for block in iter(lambda: f.read(2 ** 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path, kind)["sha256"]
 
 
 def encode_dataset(model, ckpt, args, precision: str):

@@ -13,6 +13,7 @@ reads it from the file this module opened. Every refusal is one SPQError line na
 file and what to do.
 """
 import errno
+import hashlib
 import io
 import json
 import os
@@ -186,11 +187,21 @@ def check_archive(f: BinaryIO, path, kind: str, what: str, remedy: str) -> None:
                        f"hold ({_size(LIMITS[kind])}): it is refused unread{remedy}")
 
 
+def file_digest(path, kind: str, what: str = "", remedy: str = "") -> Dict:
+    """{"bytes", "sha256"} of `path` (`open_file`), read in blocks: what a manifest records
+    of a file, and what a reader compares with it."""
+    digest, size = hashlib.sha256(), 0
+    with open_file(path, kind, what, remedy) as f:
+        for block in iter(lambda: f.read(2 ** 20), b""):
+            digest.update(block)
+            size += len(block)
+    return {"bytes": size, "sha256": digest.hexdigest()}
+
+
 def verified(folder, name: str, what: str, remedy: str = "") -> Dict:
     """The manifest `name` of `folder` (as `spq.files.write.write_manifest` writes it, last),
     once every file it names was found with its recorded size and SHA-256; SPQError naming
     what is missing or differs (a run that was killed, or a file edited or replaced since)."""
-    import hashlib
     folder = Path(folder)
     record = read_json(folder / name, "manifest", what, remedy)
     files = record.get("files") if isinstance(record, dict) else None
@@ -200,12 +211,8 @@ def verified(folder, name: str, what: str, remedy: str = "") -> Dict:
             for f, m in files.items())):
         raise SPQError(f"{what} {folder / name} names no files with their sizes and SHA-256{remedy}")
     for file, meta in files.items():
-        digest, size = hashlib.sha256(), 0
-        with open_file(folder / file, "listed", f"{file}, which {folder / name} lists,", remedy) as f:
-            for block in iter(lambda: f.read(2 ** 20), b""):
-                digest.update(block)
-                size += len(block)
-        if size != meta["bytes"] or digest.hexdigest() != meta["sha256"]:
+        found = file_digest(folder / file, "listed", f"{file}, which {folder / name} lists,", remedy)
+        if found != {"bytes": meta["bytes"], "sha256": meta["sha256"]}:
             raise SPQError(f"{folder / file} is not the file {folder / name} lists (its size or SHA-256 "
                            f"differs): it was changed, or a run writing this folder was killed{remedy}")
     return record

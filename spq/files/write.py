@@ -8,7 +8,6 @@ torn one; the temporary files a killed writer leaves are removed later
 (`write_error`) saying where, how much space is free and how much is needed.
 """
 import errno
-import hashlib
 import io
 import json
 import os
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Dict, Iterable, List
 
 from ..errors import SPQError
+from .read import file_digest
 
 TEMP_INFIX = ".tmp"      # a file being written is .NAME.tmpPID beside NAME
 
@@ -169,13 +169,7 @@ def scratch_file(folder) -> BinaryIO:
 
 def file_record(path) -> Dict:
     """{"bytes", "sha256"} of a file just written: what a manifest says of it."""
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(2 ** 20), b""):
-            digest.update(block)
-            size += len(block)
-    return {"bytes": size, "sha256": digest.hexdigest()}
+    return file_digest(path, "listed")
 
 
 def write_manifest(folder, name: str, record: Dict, files: Iterable[str], remedy: str = "") -> Dict:

@@ -8,14 +8,15 @@ Examples per target: `EXAMPLES` in every run of the suite (derandomized); `SPQ_F
 adds `EXAMPLES_SLOW` more per target from a fixed seed (as tests/run/test_fuzz.py).
 """
 import json
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import given, seed, settings
 from hypothesis import strategies as st
+
+from fuzzing import QUICK, long_run, slow
 
 from cli import prepare_cli, results_cli, split_cli
 from list_fixture import CLASSES, write_lists
@@ -25,12 +26,8 @@ from spq.errors import SPQError
 
 EXAMPLES = {"split records": 80, "prepare inputs": 60, "results folders": 6}
 EXAMPLES_SLOW = 500
-QUICK = dict(deadline=None, derandomize=True, database=None,
-             suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-LONG = pytest.mark.skipif(os.environ.get("SPQ_FUZZ") != "long",
-                          reason="the longer fuzz run: SPQ_FUZZ=long python -m pytest tests/commands/test_fuzz_files.py")
-SLOW = dict(deadline=None, database=None, max_examples=EXAMPLES_SLOW,
-            suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+LONG = long_run("tests/commands/test_fuzz_files.py")
+SLOW = slow(EXAMPLES_SLOW)
 
 VALUES = st.one_of(
     st.none(), st.booleans(), st.integers(min_value=-2 ** 70, max_value=2 ** 70),

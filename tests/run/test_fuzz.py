@@ -6,18 +6,19 @@ exit 2): never a traceback, never a size beyond the memory bound.
 Examples per target: `EXAMPLES` in every run of the suite (derandomized: the same examples
 every time). The longer run, `EXAMPLES_SLOW` examples per target from a fixed seed (about 75
 s on 2 cores), is left out of the suite's time budget: `SPQ_FUZZ=long python -m pytest
-tests/test_fuzz.py` runs it.
+tests/run/test_fuzz.py` runs it.
 """
 import contextlib
 import io
 import math
-import os
 from pathlib import Path
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import given, seed, settings
 from hypothesis import strategies as st
+
+from fuzzing import QUICK, long_run, slow
 
 from cli import index_cli
 from folder_fixture import write_split
@@ -32,12 +33,8 @@ from spq.store.schema import check_options
 
 EXAMPLES = {"options": 150, "stored options": 150, "list lines": 80, "checkpoints": 60, "indexes": 80}
 EXAMPLES_SLOW = 1000
-QUICK = dict(deadline=None, derandomize=True, database=None,
-             suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-LONG = pytest.mark.skipif(os.environ.get("SPQ_FUZZ") != "long",
-                          reason="the longer fuzz run: SPQ_FUZZ=long python -m pytest tests/test_fuzz.py")
-SLOW = dict(deadline=None, database=None, max_examples=EXAMPLES_SLOW,
-            suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+LONG = long_run("tests/run/test_fuzz.py")
+SLOW = slow(EXAMPLES_SLOW)
 
 NUMBERS = st.one_of(
     st.integers(min_value=-2 ** 64, max_value=2 ** 64),
